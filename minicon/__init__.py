@@ -1,0 +1,1 @@
+"""minicon: shrink container filesystems to the files their applications really use."""

@@ -1,0 +1,3 @@
+from minicon.cli import main
+
+main()
