@@ -1,3 +1,3 @@
 from minicon.cli import main
 
-main()
+main(prog_name="minicon")

@@ -68,6 +68,14 @@ class MiniconGroup(click.Group):
         self.format_commands(ctx, formatter)
 
 
+class DefaultCommand(click.Command):
+    """The default command shows the original's usage line: ``minicon [OPTIONS] ...``."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        prog = ctx.parent.info_name if ctx.parent is not None else ctx.info_name
+        formatter.write_usage(prog or "minicon", " ".join(self.collect_usage_pieces(ctx)))
+
+
 def version() -> str:
     try:
         return metadata.version("minicon")
@@ -105,6 +113,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 @main.command(
     "shrink",
+    cls=DefaultCommand,
     epilog=EXAMPLES,
     context_settings={"help_option_names": ["-h", "--help"]},
     short_help="Minimize a filesystem (the default command).",

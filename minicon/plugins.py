@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 MODES = ("skinny", "slim", "regular", "loose")
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
+_STRACE_KEYS = {"seconds", "mode", "execfile", "showoutput", "exclude"}
 
 
 class PluginError(ValueError):
@@ -39,6 +40,11 @@ class StraceOptions:
     excludes: list[str] = field(default_factory=list)
 
     def set(self, key: str, value: str | None) -> None:
+        if key not in _STRACE_KEYS:
+            raise PluginError(
+                f"strace has no option {key!r} "
+                "(options: seconds, mode, execfile, showoutput, exclude)"
+            )
         if key == "showoutput":
             self.showoutput = True if value is None else _bool(key, value)
             return
@@ -63,11 +69,6 @@ class StraceOptions:
             if not value.startswith("/"):
                 raise PluginError(f"exclude={value}: must be an absolute path prefix")
             self.excludes.append(value)
-        else:
-            raise PluginError(
-                f"strace has no option {key!r} "
-                "(options: seconds, mode, execfile, showoutput, exclude)"
-            )
 
 
 @dataclass
@@ -117,7 +118,6 @@ class Execution:
 
 
 _PREFIX = re.compile(r"^((?:[a-z]+=[^,\s]*,)+)(.*)$", re.DOTALL)
-_STRACE_KEYS = {"seconds", "mode", "execfile", "showoutput", "exclude"}
 
 
 def parse_execution(text: str) -> Execution:

@@ -111,11 +111,16 @@ class Closure:
         )
 
     def excluded(self, path: bytes) -> bool:
+        """The most specific prefix decides; an include wins over an exclude of the same path.
+
+        ``-I /opt -e /opt/app`` leaves ``/opt/app`` out; ``-e /opt -I /opt/app/f`` keeps ``f``.
+        ``/tmp``'s contents are left out unless included.
+        """
         if self._hidden(path):
             return True
-        if any(is_under(path, i) for i in self._includes):
-            return False
-        return is_under(path, b"/tmp") or any(is_under(path, e) for e in self._excludes)
+        inc = max((len(i) for i in self._includes if is_under(path, i)), default=-1)
+        exc = max((len(e) for e in (*self._excludes, b"/tmp") if is_under(path, e)), default=-1)
+        return exc > inc
 
     def _keep(
         self,

@@ -19,7 +19,7 @@ import stat
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import CopyError, OutputError, show
 from .fsview import RootFS
@@ -58,12 +58,48 @@ class Owners:
 # -- tar --
 
 
+class _TarInfo(tarfile.TarInfo):
+    """PAX records written as raw bytes, without ``hdrcharset=BINARY``.
+
+    Python marks a header holding non-UTF-8 bytes (a file name, a capability value) with
+    ``hdrcharset=BINARY``, a keyword GNU tar does not know and warns about on every such file.
+    GNU tar itself writes such values raw; so do we. Python's reader still decodes them (it falls
+    back to the archive's encoding with surrogateescape).
+    """
+
+    @classmethod
+    def _create_pax_generic_header(
+        cls, pax_headers: dict[str, str], type: bytes, encoding: str
+    ) -> bytes:
+        records = bytearray()
+        for keyword, value in pax_headers.items():
+            key = keyword.encode("utf-8")
+            val = value.encode("utf-8", "surrogateescape")
+            length = len(key) + len(val) + 3  # " " "=" "\n"
+            size = length + len(str(length))
+            if len(str(size)) != len(str(length)):
+                size = length + len(str(size))
+            records += b"%d %s=%s\n" % (size, key, val)
+        info = {
+            "name": "././@PaxHeader",
+            "type": type,
+            "size": len(records),
+            "magic": tarfile.POSIX_MAGIC,
+        }
+        # _create_header and _create_payload are tarfile's own (untyped) helpers.
+        make_header: Any = getattr(cls, "_create_header")  # noqa: B009
+        make_payload: Any = getattr(cls, "_create_payload")  # noqa: B009
+        return bytes(make_header(info, tarfile.USTAR_FORMAT, "ascii", "replace")) + bytes(
+            make_payload(bytes(records))
+        )
+
+
 def _tar_name(path: bytes) -> str:
     return "." if path == b"/" else "." + os.fsdecode(path)
 
 
 def _tarinfo(item: Item, owners: Owners) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(_tar_name(item.path))
+    ti = _TarInfo(_tar_name(item.path))
     ti.mode = stat.S_IMODE(item.mode)
     ti.uid, ti.gid = item.uid, item.gid
     ti.uname = owners.users.get(item.uid, "")
