@@ -137,11 +137,12 @@ def write_tar(plan: Plan, fs: RootFS, out: BinaryIO) -> Stats:
     stats = Stats()
     with tarfile.open(
         fileobj=out,
-        mode="w|",
+        mode="w" if out.seekable() else "w|",
         format=tarfile.PAX_FORMAT,
         encoding="utf-8",
         errors="surrogateescape",
     ) as tar:
+        tar.copybufsize = 1 << 20  # type: ignore[attr-defined]  # tarfile knows it, typeshed not
         for item in source.items():
             ti = _tarinfo(item, owners)
             if ti.type == tarfile.REGTYPE:
