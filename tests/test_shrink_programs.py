@@ -207,3 +207,85 @@ def test_excludes_are_whole_components(mini_root: Path, tmp_path: Path) -> None:
     # an explicit include wins over an exclude
     out2 = minimize_and_extract(mini_root, tmp_path / "2", "-e", "/opt", "-I", "/opt/app/f", "sh")
     assert (out2 / "opt/app/f").exists() and not (out2 / "opt/apple").exists()
+
+
+def test_rpath_of_the_executable_serves_its_libraries(
+    mini_root: Path, tmp_path: Path, cc: CC
+) -> None:
+    """DT_RPATH (not RUNPATH) is inherited: libouter's own need is found through prog's RPATH."""
+    inner = mini_root / "opt/inner"
+    outer = mini_root / "opt/outer"
+    cc(
+        inner / "libinner.so",
+        "int inner(void){return 5;}",
+        "-shared",
+        "-fPIC",
+        "-Wl,-soname,libinner.so",
+    )
+    cc(
+        outer / "libouter.so",
+        "int inner(void); int outer(void){return inner();}",
+        "-shared",
+        "-fPIC",
+        "-Wl,-soname,libouter.so",
+        f"-L{inner}",
+        "-linner",
+    )
+    cc(
+        mini_root / "opt/prog",
+        "int outer(void); int main(void){return outer();}",
+        f"-L{outer}",
+        "-louter",
+        f"-Wl,-rpath-link,{inner}",
+        "-Wl,--disable-new-dtags",
+        "-Wl,-rpath,/opt/outer:/opt/inner",
+    )
+    listing = run_minicon("--root", str(mini_root), "--list", "/opt/prog").stdout
+    assert (
+        b"/opt/inner/libinner.so\tDT_NEEDED of /opt/outer/libouter.so (RPATH of /opt/prog)"
+        in listing
+    )
+    out = minimize_and_extract(mini_root, tmp_path, "/opt/prog")
+    assert chroot(out, "/opt/prog").returncode == 5
+
+
+def test_hwcaps_builds_are_kept_with_the_baseline(mini_root: Path, tmp_path: Path, cc: CC) -> None:
+    libdir = mini_root / "opt/lib"
+    for sub in ("", "glibc-hwcaps/x86-64-v3/"):
+        cc(libdir / f"{sub}libdemo.so", DEMO_LIB, "-shared", "-fPIC", "-Wl,-soname,libdemo.so")
+    cc(mini_root / "opt/prog", DEMO_MAIN, f"-L{libdir}", "-ldemo", "-Wl,-rpath,/opt/lib")
+    out = minimize_and_extract(mini_root, tmp_path, "/opt/prog")
+    assert (out / "opt/lib/libdemo.so").is_file()
+    assert (out / "opt/lib/glibc-hwcaps/x86-64-v3/libdemo.so").is_file()
+    assert chroot(out, "/opt/prog").returncode == 4
+
+
+def test_wrong_class_library_is_skipped(mini_root: Path, tmp_path: Path, cc: CC) -> None:
+    """A 32-bit file of the right name first on the path is passed over, as by the loader."""
+    first = mini_root / "opt/first"
+    first.mkdir(parents=True)
+    (first / "libdemo.so").write_bytes(b"\x7fELF\x01\x01\x01" + b"\0" * 57)  # ELFCLASS32
+    second = mini_root / "opt/second"
+    cc(second / "libdemo.so", DEMO_LIB, "-shared", "-fPIC", "-Wl,-soname,libdemo.so")
+    cc(
+        mini_root / "opt/prog",
+        DEMO_MAIN,
+        f"-L{second}",
+        "-ldemo",
+        "-Wl,-rpath,/opt/first:/opt/second",
+    )
+    out = minimize_and_extract(mini_root, tmp_path, "/opt/prog")
+    assert not (out / "opt/first").exists()
+    assert chroot(out, "/opt/prog").returncode == 4
+
+
+def test_subcommand_form_and_verbose_listing(mini_root: Path, tmp_path: Path) -> None:
+    a = run_minicon("--root", str(mini_root), "--list", "sh").stdout
+    b = run_minicon("shrink", "--root", str(mini_root), "--list", "sh").stdout
+    assert a == b
+    assert b"/usr/bin/dash\texecutable named on the command line: sh, through /usr/bin/sh\n" in a
+    proc = run_minicon("--root", str(mini_root), "-v", "-t", str(tmp_path / "v.tar"), "sh")
+    assert b"/usr/bin/sh\texecutable named on the command line: sh" in proc.stderr
+    assert proc.stdout == b""
+    assert run_minicon("--version").stdout.startswith(b"minicon ")
+    assert b"Examples:" in run_minicon("-h").stdout
