@@ -106,6 +106,14 @@ def main() -> None:
             )
         )
         rows.append(
+            row(
+                "whole /usr/bin and /usr/lib of the Debian root",
+                [*minicon, "--root", debian, "-I", "/usr/bin", "-I", "/usr/lib"],
+                debian,
+                tmp,
+            )
+        )
+        rows.append(
             row("whole /usr/bin of the host", [*minicon, "--root", "/", "-I", "/usr/bin"], "/", tmp)
         )
     head = [
