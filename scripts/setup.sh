@@ -10,6 +10,7 @@ apt_packages=(
   tar              # GNU tar extracts the tars the tests make
   libcap2-bin      # setcap/getcap: file capabilities must survive
   mmdebstrap       # builds the Debian root filesystems of the e2e tests
+  strace procps    # the tracing benchmark's reference; pgrep in the tracer tests
   python3-venv
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
