@@ -19,11 +19,13 @@ from typing import Any, NoReturn
 import click
 
 from minimizer import closure as closure_mod
-from minimizer import writers
+from minimizer import modes, writers
 from minimizer.errors import MinimizerError, UnresolvedLibrariesError, show
 from minimizer.fsview import RootFS, normalize
 from minimizer.plan import Plan
+from tracer.errors import TracerError
 
+from . import tracing
 from .plugins import Execution, PluginError, Plugins, parse_execution
 
 log = logging.getLogger("minicon")
@@ -41,8 +43,8 @@ Then: mkdir d && tar xpf uc1.tar -C d && chroot d /bin/ls /
 Plugins:
   --plugin=scripts:includefolders   also keep the module folders of script interpreters
   --plugin=strace[:seconds=N][:mode=skinny|slim|regular|loose][:execfile=FILE]
-                 [:showoutput][:exclude=PREFIX]   (options are validated; tracing is not in
-                 this version yet: the result is the static closure)
+                 [:showoutput][:exclude=PREFIX]   trace every -E command and named
+                 executable (as root, on / only for now) and keep what they used
 \b
 Exit status: 0 success, 1 failure (nothing half-written is left), 2 usage error.
 """
@@ -247,10 +249,7 @@ def _shrink(kw: dict[str, Any], plugins: Plugins, executions: list[Execution]) -
     )
     cl = closure_mod.Closure(fs, options)
     if plugins.strace is not None:
-        log.warning(
-            "the strace plugin's tracing is not part of this version: nothing is executed and "
-            "the result holds the static closure only"
-        )
+        _trace_into(cl, fs, plugins, executions, kw)
     for target in kw["targets"]:
         raw = os.fsencode(target)
         if b"/" in raw:
@@ -281,6 +280,31 @@ def _shrink(kw: dict[str, Any], plugins: Plugins, executions: list[Execution]) -
         else:
             stats = writers.write_tar_file(plan, fs, kw["tar_file"])
         _summary(kw, f"wrote {'standard output' if to_stdout else kw['tar_file']}", stats, started)
+
+
+def _trace_into(
+    cl: closure_mod.Closure,
+    fs: RootFS,
+    plugins: Plugins,
+    executions: list[Execution],
+    kw: dict[str, Any],
+) -> None:
+    """Run the sample commands under the tracer and keep what the mode selects."""
+    assert plugins.strace is not None
+    if not fs.is_host_root:
+        raise click.UsageError(
+            "--plugin=strace with --root is not supported yet (tracing inside another root "
+            "needs the chroot and overlay of a later version); trace on / or drop --root"
+        )
+    names = [t for t in kw["targets"] if "/" not in t or os.access(t, os.X_OK)]
+    try:
+        jobs = tracing.plan_jobs(plugins.strace, executions, names)
+        accesses = tracing.run_jobs(jobs)
+    except PluginError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (tracing.TracingFailed, TracerError) as exc:
+        _fail(str(exc))
+    cl.add_traced(modes.select(accesses, plugins.strace.mode))
 
 
 def _print_plan(plan: Plan, *, err: bool) -> None:

@@ -20,6 +20,7 @@ from .elf import ELF_MAGIC, ElfInfo
 from .errors import DanglingSymlinkError, NotInRootError, SymlinkLoopError, show
 from .fsview import RootFS, is_under, join, normalize, parent
 from .libsearch import LibrarySearch, LoadedObject
+from .modes import Selection
 from .plan import Plan, Synthetic
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class Closure:
         explicit: bool = False,
         recursive: bool = False,
         analyze: bool = True,
+        missing_ok: bool = False,
     ) -> bytes | None:
         """Keep ``path`` as named; returns the real path kept (None if skipped or missing)."""
         if self._hidden(path):
@@ -152,7 +154,8 @@ class Closure:
                         "the root (absolute links are resolved inside the root, never on the host)"
                     )
                 raise NotInRootError(f"{show(path)}: no such file or directory in the root")
-            self._warn(f"{show(path)} ({reason}) does not exist in the root; skipped")
+            if not missing_ok:
+                self._warn(f"{show(path)} ({reason}) does not exist in the root; skipped")
             return None
         real = res.real
         if self.excluded(real) and not explicit:
@@ -256,6 +259,18 @@ class Closure:
                         f"module folder of {show(target)} (scripts:includefolders)",
                         recursive=True,
                     )
+
+    def add_traced(self, selection: Selection) -> None:
+        """Keep what tracing found (a mode's :class:`Selection`); excludes apply, nothing is fatal.
+
+        Traced paths that no longer exist (temporary files, failed creations) are skipped quietly.
+        """
+        for path, why in sorted(selection.files.items()):
+            self._keep(path, why, missing_ok=True)
+        for path, why in sorted(selection.dirs.items()):
+            self._keep(path, why, missing_ok=True)
+        for path, why in sorted(selection.whole.items()):
+            self._keep(path, why, recursive=True, missing_ok=True)
 
     def _warn(self, message: str) -> None:
         self.plan.warnings.append(message)
