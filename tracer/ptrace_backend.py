@@ -152,11 +152,11 @@ class PtraceBackend:
         sig: int | None = None
         try:
             while self._tracees:
-                try:
-                    pid, status = os.waitpid(-1, _WALL)
-                except ChildProcessError:
+                waited = _wait()
+                if waited is None:
                     break
-                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                pid, status = waited
+                if _ended(status):
                     self._gone(pid, status)
                     if pid == root:
                         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
@@ -167,7 +167,7 @@ class PtraceBackend:
         finally:
             if timer is not None:
                 timer.cancel()
-            self._kill_all()
+            self._kill_all(reap=True)
             for t in self._tracees.values():
                 if t.mem >= 0:
                     os.close(t.mem)
@@ -361,11 +361,11 @@ class PtraceBackend:
             else:
                 proc.signal = os.WTERMSIG(status)
 
-    def _time_out(self) -> None:
+    def _time_out(self) -> None:  # runs in the timer's thread: kill only, the loop reaps
         self._timed_out = True
-        self._kill_all()
+        self._kill_all(reap=False)
 
-    def _kill_all(self) -> None:
+    def _kill_all(self, *, reap: bool) -> None:
         while True:  # the timer thread may look while the loop changes the dict
             try:
                 pids = tuple(self._tracees)
@@ -374,14 +374,13 @@ class PtraceBackend:
                 continue
         for pid in pids:
             self._kill(pid)
-        if pids and threading.current_thread() is threading.main_thread():
-            # Reap what is left so nothing survives us, not even a zombie.
+        if pids and reap:  # nothing survives the run, not even a zombie
             while self._tracees:
-                try:
-                    pid, status = os.waitpid(-1, _WALL)
-                except ChildProcessError:
+                waited = _wait()
+                if waited is None:
                     break
-                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                pid, status = waited
+                if _ended(status):
                     self._gone(pid, status)
                 else:
                     self._kill(pid)
@@ -391,6 +390,18 @@ class PtraceBackend:
     def _kill(pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _wait() -> tuple[int, int] | None:
+    """The next stop or exit of any tracee; None when there are none left."""
+    try:
+        return os.waitpid(-1, _WALL)
+    except ChildProcessError:
+        return None
+
+
+def _ended(status: int) -> bool:
+    return os.WIFEXITED(status) or os.WIFSIGNALED(status)
 
 
 def _signed(value: int) -> int:
