@@ -13,5 +13,5 @@ tar -xpf "$work/demo.tar" -C "$work/root"
 chroot "$work/root" /bin/bash -c 'echo "hello from a minimized root"; ls /; find /usr/bin -type f'
 { set +x; } 2>/dev/null
 echo
-echo "kept $(wc -l < "$work/kept.txt") paths ($(du -sh "$work/root" | cut -f1) on disk); the first ones and why:"
-head -n 12 "$work/kept.txt"
+echo "kept $(wc -l < "$work/kept.txt") paths ($(du -sh "$work/root" | cut -f1) on disk); the files and why:"
+grep -v -e '	parent directory$' -e '	mount point' "$work/kept.txt"
