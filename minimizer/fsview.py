@@ -9,6 +9,7 @@ target. Nothing outside the root is ever read, whatever the links in it say.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
 from dataclasses import dataclass
@@ -206,6 +207,25 @@ class RootFS:
                 return fh.read(limit)
         except OSError:
             return None
+
+    def glob(self, pattern: bytes) -> list[bytes]:
+        """Paths matching ``pattern`` (wildcards in any component), resolved inside the root."""
+        matches = [b"/"]
+        for comp in pattern.strip(b"/").split(b"/"):
+            if not any(c in comp for c in b"*?["):
+                matches = [join(m, comp) for m in matches]
+                continue
+            found: list[bytes] = []
+            for base in matches:
+                res = self.resolve(base)
+                if res.exists:
+                    found += [
+                        join(base, n)
+                        for n in self.listdir(res.real)
+                        if fnmatch.fnmatchcase(n, comp)
+                    ]
+            matches = found
+        return [m for m in matches if self.stat(m) is not None]  # never a host lookup
 
     def listdir(self, real: bytes) -> list[bytes]:
         try:

@@ -8,7 +8,6 @@ both it and the old libc5-compatible prefix are read. The loader binary-searches
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import struct
 from collections.abc import Iterable
@@ -179,7 +178,7 @@ def _read_conf(fs: RootFS, path: bytes, dirs: list[bytes], seen: set[bytes]) -> 
             for pattern in line[8:].split():
                 if not pattern.startswith(b"/"):
                     pattern = join(parent(path), pattern)
-                for match in glob_in_root(fs, normalize(pattern)):
+                for match in fs.glob(normalize(pattern)):
                     _read_conf(fs, match, dirs, seen)
         elif line.startswith(b"hwcap"):
             continue  # obsolete, ignored by ldconfig since 2.37 and harmless to skip
@@ -189,14 +188,3 @@ def _read_conf(fs: RootFS, path: bytes, dirs: list[bytes], seen: set[bytes]) -> 
                     d = normalize(item.split(b"=", 1)[0])
                     if d not in dirs:
                         dirs.append(d)
-
-
-def glob_in_root(fs: RootFS, pattern: bytes) -> list[bytes]:
-    """Expand a glob (only the last component may hold wildcards) inside the root, sorted."""
-    directory, name = parent(pattern), pattern.rsplit(b"/", 1)[-1]
-    res = fs.resolve(directory)
-    if not res.exists:
-        return []
-    if not any(c in name for c in b"*?["):
-        return [pattern] if fs.lstat(join(res.real, name)) is not None else []
-    return [join(directory, n) for n in fs.listdir(res.real) if fnmatch.fnmatchcase(n, name)]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from . import elf, ldcache
 from .errors import SymlinkLoopError
-from .fsview import RootFS, join, normalize, parent
+from .fsview import RootFS, join, normalize
 
 # (machine, class) -> multiarch triplet, $PLATFORM
 _MULTIARCH: dict[tuple[str, int], tuple[bytes, bytes]] = {
@@ -223,8 +223,3 @@ class LibrarySearch:
 
     def _usable(self, path: bytes, kind: elf.ElfKind) -> bool:
         return self.kind_of(path) == kind
-
-
-def origin_of_executable(real: bytes) -> bytes:
-    """$ORIGIN of a program: the directory of its fully resolved path (from /proc/self/exe)."""
-    return parent(real)

@@ -52,9 +52,6 @@ class Plan:
     def __contains__(self, path: bytes) -> bool:
         return path in self.entries
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
     def ordered(self) -> Iterator[tuple[bytes, Kept]]:
         """Paths in a deterministic order where every directory comes before its contents."""
         for path in sorted(self.entries, key=lambda p: p.split(b"/")):

@@ -151,18 +151,12 @@ class PtraceBackend:
         exit_code: int | None = None
         sig: int | None = None
         try:
-            while self._tracees:
-                waited = _wait()
-                if waited is None:
-                    break
-                pid, status = waited
+            for pid, status in self._waits():
                 if _ended(status):
-                    self._gone(pid, status)
                     if pid == root:
                         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
                         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-                    continue
-                if os.WIFSTOPPED(status):
+                elif os.WIFSTOPPED(status):
                     yield from self._stopped(pid, status)
         finally:
             if timer is not None:
@@ -361,6 +355,17 @@ class PtraceBackend:
             else:
                 proc.signal = os.WTERMSIG(status)
 
+    def _waits(self) -> Iterator[tuple[int, int]]:
+        """Every stop and exit of the tracees until none is left; exits are recorded here."""
+        while self._tracees:
+            try:
+                pid, status = os.waitpid(-1, _WALL)
+            except ChildProcessError:
+                return
+            if _ended(status):
+                self._gone(pid, status)
+            yield pid, status
+
     def _time_out(self) -> None:  # runs in the timer's thread: kill only, the loop reaps
         self._timed_out = True
         self._kill_all(reap=False)
@@ -375,14 +380,8 @@ class PtraceBackend:
         for pid in pids:
             self._kill(pid)
         if pids and reap:  # nothing survives the run, not even a zombie
-            while self._tracees:
-                waited = _wait()
-                if waited is None:
-                    break
-                pid, status = waited
-                if _ended(status):
-                    self._gone(pid, status)
-                else:
+            for pid, status in self._waits():
+                if not _ended(status):
                     self._kill(pid)
                     self._resume(pid, 0)
 
@@ -390,14 +389,6 @@ class PtraceBackend:
     def _kill(pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _wait() -> tuple[int, int] | None:
-    """The next stop or exit of any tracee; None when there are none left."""
-    try:
-        return os.waitpid(-1, _WALL)
-    except ChildProcessError:
-        return None
 
 
 def _ended(status: int) -> bool:
