@@ -21,7 +21,7 @@ import click
 from minimizer import closure as closure_mod
 from minimizer import modes, writers
 from minimizer.errors import MinimizerError, UnresolvedLibrariesError, show
-from minimizer.fsview import RootFS, normalize
+from minimizer.fsview import RootFS, is_under, normalize
 from minimizer.plan import Plan
 from tracer.errors import TracerError
 
@@ -44,7 +44,8 @@ Plugins:
   --plugin=scripts:includefolders   also keep the module folders of script interpreters
   --plugin=strace[:seconds=N][:mode=skinny|slim|regular|loose][:execfile=FILE]
                  [:showoutput][:exclude=PREFIX]   trace every -E command and named
-                 executable (as root, on / only for now) and keep what they used
+                 executable (as root) and keep what they used; with --root they run
+                 chrooted in a throw-away overlay of it; exclude= drops traced paths only
 \b
 Exit status: 0 success, 1 failure (nothing half-written is left), 2 usage error.
 """
@@ -242,8 +243,7 @@ def _shrink(kw: dict[str, Any], plugins: Plugins, executions: list[Execution]) -
         writers.check_output_file(kw["tar_file"])
     fs = RootFS(kw["root"])
     options = closure_mod.Options(
-        excludes=[_user_path(e, fs) for e in kw["excludes"]]
-        + [_user_path(e, fs) for e in (plugins.strace.excludes if plugins.strace else [])],
+        excludes=[_user_path(e, fs) for e in kw["excludes"]],
         include_folders=plugins.scripts.includefolders,
         hidden=_hidden_outputs(fs, kw),
     )
@@ -291,20 +291,18 @@ def _trace_into(
 ) -> None:
     """Run the sample commands under the tracer and keep what the mode selects."""
     assert plugins.strace is not None
-    if not fs.is_host_root:
-        raise click.UsageError(
-            "--plugin=strace with --root is not supported yet (tracing inside another root "
-            "needs the chroot and overlay of a later version); trace on / or drop --root"
-        )
-    names = [t for t in kw["targets"] if "/" not in t or os.access(t, os.X_OK)]
+    names = [t for t in kw["targets"] if "/" not in t or fs.is_program(_user_path(t, fs))]
     try:
         jobs = tracing.plan_jobs(plugins.strace, executions, names)
-        accesses = tracing.run_jobs(jobs)
+        accesses = tracing.run_jobs(jobs, None if fs.is_host_root else fs.root)
     except PluginError as exc:
         raise click.UsageError(str(exc)) from None
     except (tracing.TracingFailed, TracerError) as exc:
         _fail(str(exc))
-    cl.add_traced(modes.select(accesses, plugins.strace.mode))
+    # the plugin's excludes drop what the programs used, not what -I or the analysis adds
+    excludes = [_user_path(e, fs) for e in plugins.strace.excludes]
+    kept = [a for a in accesses if not any(is_under(a.path, e) for e in excludes)]
+    cl.add_traced(modes.select(kept, plugins.strace.mode))
 
 
 def _print_plan(plan: Plan, *, err: bool) -> None:

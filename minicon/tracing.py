@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from minimizer.modes import Access
 from tracer.errors import TracerError
 from tracer.ptrace_backend import Options, PtraceBackend
+from tracer.sandbox import Sandbox
 from tracer.syscalls import O_DIRECTORY
 
 from .plugins import Execution, PluginError, StraceOptions
@@ -72,13 +73,27 @@ def plan_jobs(
     return jobs
 
 
-def run_jobs(jobs: list[Job]) -> list[Access]:
-    """Trace each job in turn; a job that cannot start is an error, one that fails is not."""
+def run_jobs(jobs: list[Job], root: bytes | None = None) -> list[Access]:
+    """Trace each job in turn; a job that cannot start is an error, one that fails is not.
+
+    With ``root`` (not ``/``) the jobs run chrooted in one :class:`Sandbox` of it: an overlay
+    whose scratch layer they share (a file one job writes is there for the next) and which is
+    thrown away afterwards; the root itself is never written.
+    """
+    if root is None or os.path.realpath(root) == b"/":
+        return _run(jobs, None)
+    with Sandbox(root) as sandbox:
+        return _run(jobs, sandbox.merged)
+
+
+def _run(jobs: list[Job], chroot: bytes | None) -> list[Access]:
     accesses: list[Access] = []
     for job in jobs:
         label = shlex.join(job.argv)
         backend = PtraceBackend(
-            Options(list(job.argv), seconds=job.seconds, show_output=job.show_output)
+            Options(
+                list(job.argv), seconds=job.seconds, show_output=job.show_output, chroot=chroot
+            )
         )
         count = 0
         try:

@@ -174,6 +174,11 @@ class RootFS:
         st = self.stat(path)
         return st is not None and stat.S_ISREG(st.st_mode)
 
+    def is_program(self, path: bytes) -> bool:
+        """A regular file with an execute bit: something the tracer can run."""
+        st = self.stat(path)
+        return st is not None and stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
     def is_dir(self, path: bytes) -> bool:
         st = self.stat(path)
         return st is not None and stat.S_ISDIR(st.st_mode)

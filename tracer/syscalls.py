@@ -17,6 +17,10 @@ O_CREAT = 0o100
 O_WRONLY = 0o1
 O_TRUNC = 0o1000
 O_DIRECTORY = 0o200000
+O_NOFOLLOW = 0o400000
+O_PATH = 0o10000000
+O_TMPFILE = 0o20000000 | O_DIRECTORY
+AT_SYMLINK_NOFOLLOW = 0x100
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class Syscall:
     flags: int | None = None  # argument index of open flags
     at_flags: int | None = None  # argument index of AT_* flags (AT_EMPTY_PATH means "the fd")
     fixed_flags: int = 0  # flags implied by the call (creat)
+    follow: bool = True  # the last component's symlink is followed (unless AT_SYMLINK_NOFOLLOW)
+    changes_root: bool = False  # chroot: later absolute paths of the process start elsewhere
 
 
 TABLE: tuple[Syscall, ...] = (
@@ -38,14 +44,14 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("openat2", 437, Kind.OPEN, dirfd=0, path=1),  # flags are in struct open_how
     Syscall("creat", 85, Kind.OPEN, path=0, fixed_flags=O_CREAT | O_WRONLY | O_TRUNC),
     Syscall("stat", 4, Kind.STAT, path=0),
-    Syscall("lstat", 6, Kind.STAT, path=0),
+    Syscall("lstat", 6, Kind.STAT, path=0, follow=False),
     Syscall("newfstatat", 262, Kind.STAT, dirfd=0, path=1, at_flags=3),
     Syscall("statx", 332, Kind.STAT, dirfd=0, path=1, at_flags=2),
     Syscall("access", 21, Kind.STAT, path=0),
     Syscall("faccessat", 269, Kind.STAT, dirfd=0, path=1),
     Syscall("faccessat2", 439, Kind.STAT, dirfd=0, path=1, at_flags=3),
-    Syscall("readlink", 89, Kind.STAT, path=0),
-    Syscall("readlinkat", 267, Kind.STAT, dirfd=0, path=1),
+    Syscall("readlink", 89, Kind.STAT, path=0, follow=False),
+    Syscall("readlinkat", 267, Kind.STAT, dirfd=0, path=1, follow=False),
     Syscall("execve", 59, Kind.EXEC, path=0),
     Syscall("execveat", 322, Kind.EXEC, dirfd=0, path=1, at_flags=4),
     Syscall("getdents64", 217, Kind.LIST, fd=0),
@@ -54,6 +60,7 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("mkdirat", 258, Kind.MKDIR, dirfd=0, path=1),
     Syscall("chdir", 80, Kind.CHDIR, path=0),
     Syscall("fchdir", 81, Kind.CHDIR, fd=0),
+    Syscall("chroot", 161, Kind.CHDIR, path=0, changes_root=True),
 )
 
 BY_NR: dict[int, Syscall] = {s.nr: s for s in TABLE}
