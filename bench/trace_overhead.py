@@ -1,9 +1,16 @@
 """Tracing overhead: untraced vs ``strace --seccomp-bpf`` vs minicon's ptrace backend.
 
 The three workloads of ``shared/notes/tracing.md``. Run by hand as root
-(``.venv/bin/python bench/trace_overhead.py``); prints a markdown table of medians and ratios to
-the untraced run measured in the same session, and appends it to ``bench/RESULTS.md``.
-The backend here only collects events in memory (the trace store does not exist yet).
+(``.venv/bin/python bench/trace_overhead.py``); prints markdown tables of medians, each ratio
+against the untraced run measured in the same session, and appends them to ``bench/RESULTS.md``.
+
+Columns: strace as users run it (``-f --seccomp-bpf -e trace=%file,%process``), the same strace
+pinned to one CPU with ``taskset`` (what our tracer does by default: see ``PtraceBackend._pin``),
+and our backend pinned (the default) and not. Our backend here collects events in memory.
+
+The path sets are compared too: one ``strace -f -y`` run per workload (with getdents64, which
+we record as listings), read back with :mod:`tracer.strace_log`, directory parts resolved like
+ours; both sets are restricted to the syscalls our table records.
 """
 
 from __future__ import annotations
@@ -14,10 +21,18 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from tracer.events import Kind  # noqa: E402
+from tracer.paths import Resolver  # noqa: E402
+from tracer.ptrace_backend import CLEAN_ENV, Options, PtraceBackend  # noqa: E402
+from tracer.strace_log import read_log  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 WORKLOADS = {
     "find /usr -name nothing": ["find", "/usr", "-name", "nothing"],
@@ -27,51 +42,106 @@ WORKLOADS = {
 OURS = (
     "import sys\n"
     "from tracer.ptrace_backend import Options, PtraceBackend\n"
-    "b = PtraceBackend(Options(sys.argv[1:]))\n"
+    "pin = sys.argv[1] == 'pin'\n"
+    "b = PtraceBackend(Options(sys.argv[2:], pin_cpu=pin))\n"
     "paths = {(e.kind, e.path, e.errno) for e in b.events()}\n"
-    "print(len(paths))\n"
 )
+STRACE = ["strace", "-f", "--seccomp-bpf", "-e", "trace=%file,%process", "-o", "/dev/null"]
+
+
+ENV = {**CLEAN_ENV, "PYTHONPATH": str(HERE.parent)}  # every run: the tracer's clean env, cwd /
 
 
 def median_time(argv: list[str]) -> float:
     times = []
     for _ in range(RUNS):
         t0 = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            env=ENV,
+            cwd="/",
+        )
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
+def path_sets(argv: list[str]) -> tuple[set[bytes], set[bytes]]:
+    """(strace's, ours): every path a recorded call named, directory parts resolved."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "log")
+        subprocess.run(
+            ["strace", "-f", "-y", "-e", "trace=%file,%process,getdents64", "-o", log, *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            env=CLEAN_ENV,  # exactly the traced run's environment
+            cwd="/",
+        )
+        resolver = Resolver()
+        theirs = set()
+        for e in read_log(log).events():
+            if e.kind == Kind.EXEC and e.errno == 0:
+                continue  # ours records a successful exec once; strace may too: compare lookups
+            theirs.add(resolver.absolute(b"", None, e.path))
+        resolver.close()
+    ours = {
+        e.path
+        for e in PtraceBackend(Options(argv)).events()
+        if not (e.kind == Kind.EXEC and e.errno == 0)
+    }
+    return theirs, ours
+
+
 def main() -> None:
-    if shutil.which("strace") is None:
-        sys.exit("strace is not installed")
-    strace = ["strace", "-f", "--seccomp-bpf", "-e", "trace=%file,%process", "-o", "/dev/null"]
+    if shutil.which("strace") is None or shutil.which("taskset") is None:
+        sys.exit("needs strace and taskset (apt-get install strace util-linux)")
     ours = [sys.executable, "-c", OURS]
-    env_root = str(HERE.parent)
-    os.environ["PYTHONPATH"] = env_root
-    rows = []
+    cpu = str(min(os.sched_getaffinity(0)))
+    rows, paths = [], []
     for name, argv in WORKLOADS.items():
         base = median_time(argv)
-        t_strace = median_time([*strace, *argv])
-        t_ours = median_time([*ours, *argv])
+        t_strace = median_time([*STRACE, *argv])
+        t_pinned = median_time(["taskset", "-c", cpu, *STRACE, *argv])
+        t_ours = median_time([*ours, "pin", *argv])
+        t_free = median_time([*ours, "nopin", *argv])
         rows.append(
             f"| {name} | {base:.3f} | {t_strace:.3f} ({t_strace / base:.1f}x) | "
-            f"{t_ours:.3f} ({t_ours / base:.1f}x) | {t_ours / t_strace:.2f} |"
+            f"{t_pinned:.3f} ({t_pinned / base:.1f}x) | {t_ours:.3f} ({t_ours / base:.1f}x) | "
+            f"{t_free:.3f} ({t_free / base:.1f}x) | {t_ours / t_strace:.2f} | "
+            f"{t_ours / t_pinned:.2f} |"
+        )
+        theirs, mine = path_sets(argv)
+        only_theirs = sorted(theirs - mine)
+        only_ours = sorted(mine - theirs)
+        example = os.fsdecode(only_theirs[0]) if only_theirs else ""
+        paths.append(
+            f"| {name} | {len(theirs)} | {len(mine)} | {len(only_theirs)} | {len(only_ours)} | "
+            f"{example} |"
         )
     text = "\n".join(
         [
             f"### {datetime.date.today()} — trace overhead, median of {RUNS} "
-            f"(ours: events kept in memory, no store)",
+            "(ours: one stop per syscall, events kept in memory)",
             "",
-            "| workload | untraced s | strace --seccomp-bpf s | minicon ptrace s | ours / strace |",
-            "|---|---|---|---|---|",
+            "| workload | untraced s | strace s | strace pinned s | ours s (pinned, default) "
+            "| ours unpinned s | ours / strace | ours / strace pinned |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            "Path sets (one `strace -f -y` run read back with tracer.strace_log vs one of ours):",
+            "",
+            "| workload | strace paths | our paths | only strace's | only ours | e.g. |",
+            "|---|---|---|---|---|---|",
+            *paths,
             "",
         ]
     )
     print(text)
     with open(HERE / "RESULTS.md", "a") as fh:
-        fh.write("\n## bench/trace_overhead.py — the ptrace backend\n\n" + text + "\n")
+        fh.write("\n" + text + "\n")
 
 
 if __name__ == "__main__":

@@ -91,9 +91,7 @@ def _run(jobs: list[Job], chroot: bytes | None) -> list[Access]:
     for job in jobs:
         label = shlex.join(job.argv)
         backend = PtraceBackend(
-            Options(
-                list(job.argv), seconds=job.seconds, show_output=job.show_output, chroot=chroot
-            )
+            Options(list(job.argv), seconds=job.seconds, show_output=job.show_output, chroot=chroot)
         )
         count = 0
         try:

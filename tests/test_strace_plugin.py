@@ -123,14 +123,52 @@ def test_execfile_and_per_command_seconds(tmp_path: Path) -> None:
         assert "./etc/hostname" in tf.getnames()
 
 
-def test_strace_with_root_is_refused_for_now(mini_root: Path, tmp_path: Path) -> None:
-    proc = run_minicon(
+READS_DATA = r"""
+#include <fcntl.h>
+#include <unistd.h>
+int main(void) {
+    char buf[64];
+    int fd = open("/usr/share/app/data.txt", O_RDONLY);   /* found only by tracing */
+    if (fd < 0) return 1;
+    ssize_t n = read(fd, buf, sizeof buf);
+    write(1, buf, n > 0 ? n : 0);
+    close(open("/usr/share/app/logs/trace.log", O_RDONLY));
+    close(open("/var/lib/app/state", O_RDONLY));           /* written by an earlier -E */
+    return 0;
+}
+"""
+
+
+def test_trace_inside_root(cc: CC, mini_root: Path, tmp_path: Path) -> None:
+    """--root with tracing: programs run chrooted in an overlay of the root; the tar runs."""
+    cc(mini_root / "usr/bin/reader", READS_DATA)
+    (mini_root / "usr/share/app/logs").mkdir(parents=True)
+    (mini_root / "usr/share/app/data.txt").write_text("data from the root\n")
+    (mini_root / "usr/share/app/logs/trace.log").write_text("log")
+    (mini_root / "usr/share/app/logs/kept-by-I").write_text("I")
+    (mini_root / "var/lib").mkdir(parents=True)
+    listing = sorted(p for p in mini_root.rglob("*"))
+    tar = tmp_path / "r.tar"
+    run_minicon(
         "--root",
         str(mini_root),
-        "--plugin=strace",
+        "--plugin=strace:exclude=/usr/share/app/logs",
         "-t",
-        str(tmp_path / "x.tar"),
-        "sh",
-        check=False,
+        str(tar),
+        "-E",
+        "sh -c 'mkdir -p /var/lib/app && echo s > /var/lib/app/state'",
+        "-E",
+        "reader",
+        "-I",
+        "/usr/share/app/logs/kept-by-I",
     )
-    assert proc.returncode == 2 and b"not supported yet" in proc.stderr
+    assert sorted(p for p in mini_root.rglob("*")) == listing  # nothing written to the source
+    d = extract(tar, tmp_path / "d")
+    assert chroot(d, "/usr/bin/reader").stdout == b"data from the root\n"
+    assert not (d / "usr/share/app/logs/trace.log").exists()  # exclude= drops a traced path
+    assert (d / "usr/share/app/logs/kept-by-I").exists()  # but not what -I asks for
+    assert not (d / "var/lib/app").exists()  # scratch writes are not part of the root
+    static = tmp_path / "s.tar"
+    run_minicon("--root", str(mini_root), "-t", str(static), "reader")
+    s = extract(static, tmp_path / "s")
+    assert chroot(s, "/usr/bin/reader").returncode == 1  # without tracing it cannot work

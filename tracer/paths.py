@@ -21,7 +21,7 @@ import stat
 from .linux import O_PATH, open_in_root
 
 _MAX_CACHED = 1 << 16
-_KERNEL_TREES = (b"/proc", b"/sys", b"/dev")
+_KERNEL_TREES = (b"/proc", b"/sys", b"/dev/fd", b"/dev/stdin", b"/dev/stdout", b"/dev/stderr")
 
 
 def readlink(path: bytes) -> bytes | None:
@@ -37,7 +37,10 @@ def _lexical(path: bytes) -> bytes:
 
 
 def is_kernel_path(path: bytes) -> bool:
-    """Under /proc, /sys or /dev: pseudo files whose lookups only the kernel can answer."""
+    """Under /proc or /sys, or a /dev link into /proc/self: pseudo files only the kernel (for
+    that process) can answer about."""
+    if path[:4] not in (b"/pro", b"/sys", b"/dev"):
+        return False  # the common case, without the loop
     return any(path == t or path.startswith(t + b"/") for t in _KERNEL_TREES)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import signal
 import struct
@@ -38,10 +39,12 @@ from .syscalls import (
     BY_NR,
     O_CREAT,
     O_DIRECTORY,
+    O_EXCL,
     O_NOFOLLOW,
     O_PATH,
     O_TMPFILE,
     Syscall,
+    filter_rules,
 )
 
 PTRACE_CONT = 7
@@ -54,6 +57,7 @@ _OPTIONS = (
 )  # SYSGOOD FORK VFORK CLONE EXEC SECCOMP EXITKILL
 _EV_FORK, _EV_VFORK, _EV_CLONE, _EV_EXEC, _EV_SECCOMP = 1, 2, 3, 4, 7
 _OP_ENTRY, _OP_EXIT, _OP_SECCOMP = 1, 2, 3
+_SECCOMP_STOP = (_EV_SECCOMP << 8) | signal.SIGTRAP  # status >> 8 of a seccomp stop
 _WALL = 0x40000000
 _INFO = struct.Struct("=BxxxIQQ")  # op, arch, instruction pointer, stack pointer
 _NR_ARGS = struct.Struct("=Q6Q")  # nr, args[6] (entry and seccomp)
@@ -102,6 +106,7 @@ class PtraceBackend:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.result: RunResult | None = None
+        self.stops = 0  # every waitpid report: what tracing cost the tracees
         self._tracees: dict[int, _Tracee] = {}
         self._processes: dict[int, Process] = {}
         self._threads: set[int] = set()
@@ -134,7 +139,7 @@ class PtraceBackend:
 
     def _spawn(self) -> int:
         program = self._program()
-        flt = seccomp.build_filter(BY_NR) if self.options.use_seccomp else b""
+        flt = seccomp.build_filter(filter_rules()) if self.options.use_seccomp else b""
         devnull = os.open(os.devnull, os.O_RDWR)
         pid = os.fork()
         if pid == 0:  # the child: only async-signal-safe-ish steps until exec
@@ -201,9 +206,15 @@ class PtraceBackend:
             timer.start()
         exit_code: int | None = None
         sig: int | None = None
+        tracees = self._tracees
         try:
             for pid, status in self._waits():
-                if _ended(status):
+                if status >> 8 == _SECCOMP_STOP:  # the common case, kept short
+                    tracee = tracees.get(pid) or self._tracee(pid)
+                    event = self._seccomp_stop(pid, tracee)
+                    if event is not None:
+                        yield event
+                elif _ended(status):
                     if pid == root:
                         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
                         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
@@ -226,9 +237,6 @@ class PtraceBackend:
             yield from self._syscall_stop(pid, tracee)
             return
         if stopsig == signal.SIGTRAP and event:
-            if event == _EV_SECCOMP:
-                yield from self._syscall_stop(pid, tracee)
-                return
             if event in (_EV_FORK, _EV_VFORK, _EV_CLONE):
                 _ptrace(PTRACE_GETEVENTMSG, pid, 0, self._addr)
                 child = struct.unpack_from("=Q", self._info)[0]
@@ -273,6 +281,23 @@ class PtraceBackend:
             _pt.ptrace(request, pid, 0, sig)
 
     # -- syscalls ------------------------------------------------------------------------------
+
+    def _seccomp_stop(self, pid: int, tracee: _Tracee) -> Event | None:
+        """A recorded syscall's entry: one event (or a pending one), then the tracee runs on."""
+        event = None
+        try:
+            _ptrace(PTRACE_GET_SYSCALL_INFO, pid, 88, self._addr)
+        except TracerError:
+            pass
+        else:
+            nr, *args = _NR_ARGS.unpack_from(self._info, _INFO.size)
+            call = BY_NR.get(nr)
+            if call is not None:
+                event = self._entered(pid, tracee, call, args)
+        request = PTRACE_CONT if tracee.pending is None else PTRACE_SYSCALL
+        with contextlib.suppress(PtraceError):  # it died meanwhile: waitpid will say so
+            _pt.ptrace(request, pid, 0, 0)
+        return event
 
     def _syscall_stop(self, pid: int, tracee: _Tracee) -> Iterator[Event]:
         try:
@@ -338,25 +363,34 @@ class PtraceBackend:
         path = self._paths.report(host)
         if path is None:
             return None  # outside the traced root: a descriptor inherited from the host
-        if call.kind == Kind.OPEN and flags & O_NOFOLLOW:
-            follow = False
-        if (
-            call.kind in (Kind.EXEC, Kind.MKDIR)
-            or call.changes_root
-            or (call.kind == Kind.OPEN and flags & (O_CREAT | O_TMPFILE))
-            or is_kernel_path(path)
-        ):
-            tracee.pending = (call, path, flags)
+        kind = call.kind
+        if kind == Kind.LIST:
+            return self._event(kind, path, 0, pid, flags)
+        if call.changes_root or is_kernel_path(path):
+            tracee.pending = (call, path, flags)  # only the kernel can say
             return None
-        if call.kind == Kind.LIST:
-            return self._event(call.kind, path, 0, pid, flags)
-        want_dir = call.kind == Kind.CHDIR or bool(flags & O_DIRECTORY)
-        proot = self._root_of(pid, tracee)
-        refuse_link = call.kind == Kind.OPEN and bool(flags & O_NOFOLLOW) and not flags & O_PATH
+        if kind == Kind.OPEN and flags & O_NOFOLLOW:
+            follow = False
+        want_dir = kind == Kind.CHDIR or bool(flags & O_DIRECTORY)
+        refuse_link = kind == Kind.OPEN and bool(flags & O_NOFOLLOW) and not flags & O_PATH
         err = self._paths.outcome(
-            proot, host, follow=follow, want_dir=want_dir, refuse_link=refuse_link
+            self._root_of(pid, tracee),
+            host,
+            follow=follow,
+            want_dir=want_dir,
+            refuse_link=refuse_link,
         )
-        return self._event(call.kind, path, err, pid, flags)
+        creates = kind == Kind.MKDIR or (kind == Kind.OPEN and flags & (O_CREAT | O_TMPFILE))
+        if creates:
+            if not err and (kind == Kind.MKDIR or flags & O_EXCL):
+                return self._event(kind, path, errno.EEXIST, pid, flags)
+            if err in (errno.ENOENT, errno.ELOOP):  # a new name: the kernel decides
+                tracee.pending = (call, path, flags)
+                return None
+        elif kind == Kind.EXEC and not err:
+            tracee.pending = (call, path, flags)  # it may still fail (format, interpreter)
+            return None
+        return self._event(kind, path, err, pid, flags)
 
     def _path_argument(
         self, pid: int, tracee: _Tracee, call: Syscall, args: list[int]
@@ -454,6 +488,7 @@ class PtraceBackend:
                 pid, status = os.waitpid(-1, _WALL)
             except ChildProcessError:
                 return
+            self.stops += 1
             if _ended(status):
                 self._gone(pid, status)
             yield pid, status

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .events import Kind
+from .seccomp import Rule
 
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 O_CREAT = 0o100
 O_WRONLY = 0o1
+O_EXCL = 0o200
 O_TRUNC = 0o1000
 O_DIRECTORY = 0o200000
 O_NOFOLLOW = 0o400000
@@ -36,6 +38,7 @@ class Syscall:
     fixed_flags: int = 0  # flags implied by the call (creat)
     follow: bool = True  # the last component's symlink is followed (unless AT_SYMLINK_NOFOLLOW)
     changes_root: bool = False  # chroot: later absolute paths of the process start elsewhere
+    unstopped_if: int = 0  # at_flags bits that mean "about the fd, no lookup": no stop at all
 
 
 TABLE: tuple[Syscall, ...] = (
@@ -45,8 +48,9 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("creat", 85, Kind.OPEN, path=0, fixed_flags=O_CREAT | O_WRONLY | O_TRUNC),
     Syscall("stat", 4, Kind.STAT, path=0),
     Syscall("lstat", 6, Kind.STAT, path=0, follow=False),
-    Syscall("newfstatat", 262, Kind.STAT, dirfd=0, path=1, at_flags=3),
-    Syscall("statx", 332, Kind.STAT, dirfd=0, path=1, at_flags=2),
+    # AT_EMPTY_PATH: fstat; a caller that sets it *and* names a path is not recorded
+    Syscall("newfstatat", 262, Kind.STAT, dirfd=0, path=1, at_flags=3, unstopped_if=AT_EMPTY_PATH),
+    Syscall("statx", 332, Kind.STAT, dirfd=0, path=1, at_flags=2, unstopped_if=AT_EMPTY_PATH),
     Syscall("access", 21, Kind.STAT, path=0),
     Syscall("faccessat", 269, Kind.STAT, dirfd=0, path=1),
     Syscall("faccessat2", 439, Kind.STAT, dirfd=0, path=1, at_flags=3),
@@ -64,3 +68,8 @@ TABLE: tuple[Syscall, ...] = (
 )
 
 BY_NR: dict[int, Syscall] = {s.nr: s for s in TABLE}
+
+
+def filter_rules() -> list[Rule]:
+    """The seccomp rules for :data:`TABLE`."""
+    return [Rule(s.nr, s.at_flags, s.unstopped_if) if s.unstopped_if else Rule(s.nr) for s in TABLE]

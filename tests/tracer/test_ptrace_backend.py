@@ -173,3 +173,30 @@ def test_clean_environment_and_cwd(tmp_path: Path) -> None:
     env = out.read_text()
     assert "PATH=" in env and "PYTEST" not in env
     assert has(events, Kind.LIST, "/")  # cwd is / unless given
+
+
+def test_filter_stops_only_on_recorded_lookups(cc: CC, tmp_path: Path) -> None:
+    """fstat (newfstatat with AT_EMPTY_PATH), read and getpid never stop; stat does, once."""
+    prog = cc(
+        tmp_path / "busy",
+        r"""
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int c, char **v) {
+    struct stat st; char b[8];
+    int fd = open(v[1], O_RDONLY);
+    for (int i = 0; i < 2000; i++) { fstat(fd, &st); pread(fd, b, 1, 0); getpid(); }
+    for (int i = 0; i < 100; i++) stat(v[1], &st);
+    return 0;
+}
+""",
+    )
+    target = tmp_path / "f"
+    target.write_text("x")
+    events, backend = trace([str(prog), str(target)])
+    stats = [e for e in events if e.kind == Kind.STAT and e.path == os.fsencode(target)]
+    assert len(stats) == 100
+    assert backend.stops < 400  # the loader's calls, 100 stats, one open: not 6000
+    _, every = trace([str(prog), str(target)], use_seccomp=False)
+    assert every.stops > 6000  # the fallback stops on each syscall (entry and exit)
