@@ -10,23 +10,30 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
-import time
 from importlib import metadata
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from minimizer import closure as closure_mod
-from minimizer import modes, writers
-from minimizer.errors import MinimizerError, UnresolvedLibrariesError, show
-from minimizer.fsview import RootFS, is_under, normalize
-from minimizer.plan import Plan
+from minimizer import modes
+from minimizer.closure import Closure
+from minimizer.errors import MinimizerError
+from minimizer.fsview import RootFS, is_under
+from store.errors import StoreError
 from tracer.errors import TracerError
 
 from . import tracing
-from .plugins import Execution, PluginError, Plugins, parse_execution
+from .common import (
+    check_outputs,
+    cut,
+    db_option,
+    fail,
+    open_store,
+    output_options,
+    setup_logging,
+    user_path,
+)
+from .plugins import Execution, PluginError, Plugins, StraceOptions, parse_execution
 
 log = logging.getLogger("minicon")
 
@@ -91,29 +98,6 @@ def main() -> None:
     """minicon: shrink a container filesystem to the files its applications use."""
 
 
-def _setup_logging(verbose: bool, debug: bool, quiet: bool) -> None:
-    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    if quiet:
-        level = logging.ERROR
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    for name in ("minicon", "minimizer"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level)
-        logger.propagate = False
-
-
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"minicon: {record.levelname.lower()}: {record.getMessage()}"
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"minicon: error: {message}", err=True)
-    sys.exit(code)
-
-
 @main.command(
     "shrink",
     cls=DefaultCommand,
@@ -123,15 +107,6 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 )
 @click.argument("targets", nargs=-1, metavar="[EXECUTABLES|FILES|FOLDERS]...")
 @click.option(
-    "-t",
-    "--tar-file",
-    "--tarfile",
-    "tar_file",
-    metavar="FILE",
-    help="Write the result as a tar file ('-' for standard output).",
-)
-@click.option("-r", "--rootfs", metavar="DIR", help="Write the result into this directory.")
-@click.option(
     "-E",
     "--execution",
     "executions",
@@ -139,29 +114,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     metavar="CMDLINE",
     help="A sample command line; its program is kept (repeatable).",
 )
-@click.option(
-    "-I",
-    "--include",
-    "includes",
-    multiple=True,
-    metavar="PATH",
-    help="Keep this file or whole folder; wins over excludes (repeatable).",
-)
-@click.option(
-    "-e",
-    "--exclude",
-    "excludes",
-    multiple=True,
-    metavar="PREFIX",
-    help="Leave out paths under this prefix, whole components only (repeatable).",
-)
-@click.option(
-    "-l/-L",
-    "--ldconfig/--no-ldconfig",
-    default=True,
-    show_default=True,
-    help="Write an ld.so.conf and ld.so.cache that match the kept libraries.",
-)
+@output_options
 @click.option(
     "--plugin",
     "plugin_specs",
@@ -170,22 +123,8 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     help="Enable a plugin and set its options (strace, scripts).",
 )
 @click.option("--plugin-all", is_flag=True, help="Enable every plugin with its defaults.")
-@click.option(
-    "--root",
-    "root",
-    default="/",
-    metavar="DIR",
-    show_default=True,
-    help="The root filesystem to minimize; every lookup stays inside it.",
-)
-@click.option(
-    "--list", "list_paths", is_flag=True, help="Print every kept path with the reason it was kept."
-)
-@click.option("--strict", is_flag=True, help="Fail when a needed library is not found.")
-@click.option("-f", "--force", is_flag=True, help="Write into a non-empty --rootfs directory.")
-@click.option("-v", "--verbose", is_flag=True, help="Say more (also prints the kept paths).")
-@click.option("--debug", is_flag=True, help="Say everything.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("--label", metavar="LABEL", help="Label of the runs --plugin=strace records.")
+@db_option
 @click.version_option(version(), "--version", prog_name="minicon", message="%(prog)s %(version)s")
 def shrink(**kw: Any) -> None:
     """Minimize a root filesystem to the given executables, files and folders.
@@ -195,7 +134,7 @@ def shrink(**kw: Any) -> None:
     root is executed. Paths are inside --root; relative ones are taken from the current
     directory when the root is /.
     """
-    _setup_logging(kw["verbose"], kw["debug"], kw["quiet"])
+    setup_logging(kw["verbose"], kw["debug"], kw["quiet"])
     try:
         plugins = Plugins()
         if kw["plugin_all"]:
@@ -205,116 +144,60 @@ def shrink(**kw: Any) -> None:
         executions = [parse_execution(e) for e in kw["executions"]]
     except PluginError as exc:
         raise click.UsageError(str(exc)) from None
-    if not (kw["tar_file"] or kw["rootfs"] or kw["list_paths"]):
-        raise click.UsageError("nothing to write: give -t FILE, -r DIR or --list")
+    check_outputs(kw)
     if not (kw["targets"] or executions or kw["includes"]):
         raise click.UsageError("nothing to keep: name executables, -E command lines or -I paths")
-    try:
-        _shrink(kw, plugins, executions)
-    except MinimizerError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-
-
-def _user_path(text: str, fs: RootFS) -> bytes:
-    raw = os.fsencode(text)
-    if not raw.startswith(b"/"):
-        raw = os.fsencode(os.path.abspath(text)) if fs.is_host_root else b"/" + raw
-    return normalize(raw)
-
-
-def _hidden_outputs(fs: RootFS, kw: dict[str, Any]) -> list[bytes]:
-    """The outputs, as paths inside the root, so a walk never archives its own output."""
-    out = []
-    for value in (kw["tar_file"], kw["rootfs"]):
-        if value and value != "-":
-            real = os.path.realpath(os.fsencode(os.path.abspath(value)))
-            if fs.is_host_root:
-                out.append(real)
-            elif real.startswith(fs.root + b"/"):
-                out.append(real[len(fs.root) :])
-    return out
-
-
-def _shrink(kw: dict[str, Any], plugins: Plugins, executions: list[Execution]) -> None:
-    started = time.monotonic()
-    if kw["tar_file"] and kw["tar_file"] != "-":
-        writers.check_output_file(kw["tar_file"])
-    fs = RootFS(kw["root"])
-    options = closure_mod.Options(
-        excludes=[_user_path(e, fs) for e in kw["excludes"]],
-        include_folders=plugins.scripts.includefolders,
-        hidden=_hidden_outputs(fs, kw),
-    )
-    cl = closure_mod.Closure(fs, options)
+    traced = None
     if plugins.strace is not None:
-        _trace_into(cl, fs, plugins, executions, kw)
-    for target in kw["targets"]:
-        raw = os.fsencode(target)
-        if b"/" in raw:
-            cl.add_path(_user_path(target, fs), f"named on the command line: {target}")
-        else:
-            cl.add_executable(raw, f"executable named on the command line: {target}")
-    for ex in executions:
-        prog = os.fsencode(ex.argv[0])
-        if b"/" in prog:
-            prog = _user_path(ex.argv[0], fs)
-        cl.add_executable(prog, f"program of -E {' '.join(ex.argv)}")
-    for inc in kw["includes"]:
-        cl.add_path(_user_path(inc, fs), f"-I {inc}")
-    plan = cl.finish(ldconfig=kw["ldconfig"])
-    if plan.missing_libraries and kw["strict"]:
-        names = ", ".join(f"{show(n)} (for {show(b)})" for n, b in plan.missing_libraries)
-        raise UnresolvedLibrariesError(f"--strict: libraries not found: {names}")
-    to_stdout = kw["tar_file"] == "-"
-    if kw["list_paths"] or kw["verbose"]:
-        _print_plan(plan, err=to_stdout or not kw["list_paths"])
-    if kw["rootfs"]:
-        stats = writers.write_rootfs(plan, fs, kw["rootfs"], force=kw["force"])
-        _summary(kw, f"wrote {kw['rootfs']}", stats, started)
-    if kw["tar_file"]:
-        if to_stdout:
-            stats = writers.write_tar(plan, fs, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        else:
-            stats = writers.write_tar_file(plan, fs, kw["tar_file"])
-        _summary(kw, f"wrote {'standard output' if to_stdout else kw['tar_file']}", stats, started)
+        strace = plugins.strace
+
+        def traced(cl: Closure, fs: RootFS) -> None:
+            _trace_into(cl, fs, strace, executions, kw)
+
+    try:
+        cut(
+            kw,
+            executions=executions,
+            include_folders=plugins.scripts.includefolders,
+            traced=traced,
+        )
+    except MinimizerError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
 
 
 def _trace_into(
-    cl: closure_mod.Closure,
+    cl: Closure,
     fs: RootFS,
-    plugins: Plugins,
+    strace: StraceOptions,
     executions: list[Execution],
     kw: dict[str, Any],
 ) -> None:
-    """Run the sample commands under the tracer and keep what the mode selects."""
-    assert plugins.strace is not None
-    names = [t for t in kw["targets"] if "/" not in t or fs.is_program(_user_path(t, fs))]
+    """Run the sample commands under the tracer, record them as runs in the store, and keep
+    what the mode selects from them."""
+    names = [t for t in kw["targets"] if "/" not in t or fs.is_program(user_path(t, fs))]
     try:
-        jobs = tracing.plan_jobs(plugins.strace, executions, names)
-        accesses = tracing.run_jobs(jobs, None if fs.is_host_root else fs.root)
+        jobs = tracing.plan_jobs(strace, executions, names)
     except PluginError as exc:
         raise click.UsageError(str(exc)) from None
-    except (tracing.TracingFailed, TracerError) as exc:
-        _fail(str(exc))
+    with open_store(kw["db_url"]) as store:
+        try:
+            run_ids = tracing.run_jobs(store, jobs, fs.root or b"/", label=kw["label"])
+            accesses = tracing.accesses(store, run_ids)
+        except (tracing.TracingFailed, TracerError, StoreError) as exc:
+            fail(str(exc))
     # the plugin's excludes drop what the programs used, not what -I or the analysis adds
-    excludes = [_user_path(e, fs) for e in plugins.strace.excludes]
+    excludes = [user_path(e, fs) for e in strace.excludes]
     kept = [a for a in accesses if not any(is_under(a.path, e) for e in excludes)]
-    cl.add_traced(modes.select(kept, plugins.strace.mode))
+    cl.add_traced(modes.select(kept, strace.mode))
 
 
-def _print_plan(plan: Plan, *, err: bool) -> None:
-    for path, kept in plan.ordered():
-        click.echo(f"{show(path)}\t{kept.reason}", err=err)
+def _register() -> None:
+    from .storecli import db, minimize, runs, trace
+
+    for command in (trace, runs, minimize, db):
+        main.add_command(command)
 
 
-def _summary(kw: dict[str, Any], what: str, stats: writers.Stats, started: float) -> None:
-    if kw["quiet"]:
-        return
-    took = time.monotonic() - started
-    click.echo(
-        f"minicon: {what}: {stats.entries} entries, {stats.bytes / 1e6:.2f} MB in {took:.2f} s",
-        err=True,
-    )
+_register()

@@ -8,10 +8,11 @@ import shlex
 from dataclasses import dataclass
 
 from minimizer.modes import Access
-from tracer.errors import TracerError
-from tracer.ptrace_backend import Options, PtraceBackend
+from store import queries
+from store.db import Store
+from store.models import Run
+from store.recording import TraceRequest, trace_run
 from tracer.sandbox import Sandbox
-from tracer.syscalls import O_DIRECTORY
 
 from .plugins import Execution, PluginError, StraceOptions
 
@@ -73,49 +74,63 @@ def plan_jobs(
     return jobs
 
 
-def run_jobs(jobs: list[Job], root: bytes | None = None) -> list[Access]:
-    """Trace each job in turn; a job that cannot start is an error, one that fails is not.
+def run_jobs(store: Store, jobs: list[Job], root: bytes, label: str | None = None) -> list[int]:
+    """Trace each job into a new run of ``store``; returns the run ids.
 
-    With ``root`` (not ``/``) the jobs run chrooted in one :class:`Sandbox` of it: an overlay
-    whose scratch layer they share (a file one job writes is there for the next) and which is
-    thrown away afterwards; the root itself is never written.
+    A job that cannot start is an error; one that fails or times out is not. With ``root``
+    (not ``/``) the jobs run chrooted in one :class:`Sandbox` of it: an overlay whose scratch
+    layer they share (a file one job writes is there for the next) and which is thrown away
+    afterwards; the root itself is never written.
     """
-    if root is None or os.path.realpath(root) == b"/":
-        return _run(jobs, None)
+    if os.path.realpath(root) == b"/":
+        return _run(store, jobs, b"/", None, label)
     with Sandbox(root) as sandbox:
-        return _run(jobs, sandbox.merged)
+        return _run(store, jobs, os.path.realpath(root), sandbox.merged, label)
 
 
-def _run(jobs: list[Job], chroot: bytes | None) -> list[Access]:
-    accesses: list[Access] = []
+def _run(
+    store: Store, jobs: list[Job], root: bytes, chroot: bytes | None, label: str | None
+) -> list[int]:
+    run_ids = []
     for job in jobs:
-        label = shlex.join(job.argv)
-        backend = PtraceBackend(
-            Options(list(job.argv), seconds=job.seconds, show_output=job.show_output, chroot=chroot)
+        request = TraceRequest(
+            list(job.argv),
+            label=label,
+            root=root,
+            chroot=chroot,
+            seconds=job.seconds,
+            show_output=job.show_output,
         )
-        count = 0
-        try:
-            for event in backend.events():
-                directory = bool(event.flags & O_DIRECTORY)
-                ok = event.errno == 0
-                accesses.append(Access(event.kind.value, event.path, ok, label, directory))
-                count += 1
-        except TracerError as exc:
-            raise TracingFailed(f"tracing {label}: {exc}") from exc
-        result = backend.result
-        how = (
-            "timed out (killed)"
-            if result and result.timed_out
-            else (
-                f"exit {result.exit_code}"
-                if result and result.exit_code is not None
-                else f"signal {result.signal}"
-                if result
-                else "unknown"
-            )
-        )
-        log.info("traced %s: %d events, %s", label, count, how)
-    return accesses
+        outcome = trace_run(store, request)
+        if outcome.status == "failed":
+            raise TracingFailed(f"tracing {shlex.join(job.argv)}: {outcome.error}")
+        log.info("traced %s: %s", shlex.join(job.argv), outcome.describe())
+        run_ids.append(outcome.run_id)
+    return run_ids
+
+
+def run_names(store: Store, run_ids: list[int]) -> dict[int, str]:
+    """How reasons name each run: ``run 7 (ls -la /)``."""
+    names = {}
+    for run in list_runs_by_id(store, run_ids):
+        words = [os.fsdecode(w) for w in run.argv.split(b"\0")] if run.argv else []
+        what = run.label or shlex.join(words) or run.backend
+        names[run.id] = f"run {run.id} ({what})"
+    return names
+
+
+def accesses(store: Store, run_ids: list[int] | None) -> list[Access]:
+    """The merged accesses of the runs (all of them for None), as the minimizer's values."""
+    merged = queries.merged(store, run_ids)
+    names = run_names(store, sorted({m.run_id for m in merged}))
+    return [
+        Access(m.kind, m.path, m.ok, names.get(m.run_id, f"run {m.run_id}"), m.directory)
+        for m in merged
+    ]
+
+
+def list_runs_by_id(store: Store, run_ids: list[int]) -> list[Run]:
+    return [queries.get_run(store, i) for i in run_ids]
 
 
 class TracingFailed(Exception):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -171,3 +172,48 @@ def mounted(as_root: None) -> Iterator[object]:
     yield mount
     for point in reversed(done):
         subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Commands the tests run record into a throw-away store, never the machine's own."""
+    old = os.environ.get("MINICON_DB")
+    db = tmp_path_factory.mktemp("store") / "session.db"
+    os.environ["MINICON_DB"] = f"sqlite:///{db}"
+    yield
+    if old is None:
+        os.environ.pop("MINICON_DB", None)
+    else:
+        os.environ["MINICON_DB"] = old
+
+
+def _postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of MINICON_TEST_PG_URL; dropped after."""
+    base = os.environ.get("MINICON_TEST_PG_URL")
+    if not base:
+        missing(
+            "no PostgreSQL server configured: "
+            "export MINICON_TEST_PG_URL=$(bash scripts/postgres.sh)"
+        )
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = "minicon_t_" + secrets.token_hex(6)
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store's URL, on SQLite and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        yield from _postgres_database()

@@ -118,7 +118,7 @@ def test_execfile_and_per_command_seconds(tmp_path: Path) -> None:
     )
     assert b"traced cat /etc/hostname" in proc.stderr
     assert b"traced ls /nothing" not in proc.stderr  # ls was not asked for
-    assert b"traced sleep 30: " in proc.stderr and b"timed out" in proc.stderr
+    assert b"traced sleep 30: " in proc.stderr and b"killed at the time limit" in proc.stderr
     with tarfile.open(tar) as tf:
         assert "./etc/hostname" in tf.getnames()
 

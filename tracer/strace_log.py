@@ -180,6 +180,7 @@ class StraceLog:
         self.lines = 0
         self.skipped = 0  # lines of recorded calls that could not be read
         self.calls = 0  # lines read as a system call and its result
+        self.root_pid: int | None = None  # the pid of the log's first line
 
     def _proc(self, pid: int) -> _Proc:
         proc = self._procs.get(pid)
@@ -214,6 +215,7 @@ class StraceLog:
                 yield from self._call(pid, body)
             except (StraceLogError, ValueError, IndexError):
                 self.skipped += 1
+        self.root_pid = first
         if self.lines and not self.calls:
             raise StraceLogError(
                 f"no system call in {self.lines} lines: not a log of strace -f -o FILE"

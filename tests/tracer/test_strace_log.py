@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import missing
 from tracer.events import Kind
 from tracer.ptrace_backend import Options, PtraceBackend
 from tracer.strace_log import StraceLog, StraceLogError, read_log, unescape
@@ -40,7 +41,7 @@ NAMES = ["plain", "sp ace", "new\nline", "bad\xffbyte", "angle>bracket", 'quo"te
 
 def _strace(argv: list[str], log: Path, *flags: str) -> None:
     if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
+        missing("strace is not installed (apt-get install strace)")
     subprocess.run(["strace", "-f", *flags, "-o", str(log), *argv], check=True)
 
 

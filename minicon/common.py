@@ -1,0 +1,227 @@
+"""What the commands share: messages and exit codes, logging, the output options, the cut.
+
+The cut is the minimizer's half of every command: a closure over the root (named executables,
+-E programs, -I paths, and whatever tracing contributes), then the tar, the directory or the list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from minimizer import closure as closure_mod
+from minimizer import writers
+from minimizer.errors import UnresolvedLibrariesError, show
+from minimizer.fsview import RootFS, normalize
+from minimizer.plan import Plan
+from store.db import Store
+from store.errors import StoreError
+
+from .plugins import Execution
+
+F = TypeVar("F", bound=Callable[..., Any])
+TracedHook = Callable[[closure_mod.Closure, RootFS], None]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"minicon: error: {message}", err=True)
+    sys.exit(code)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"minicon: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def setup_logging(verbose: bool = False, debug: bool = False, quiet: bool = False) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    for name in ("minicon", "minimizer"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def db_option(f: F) -> F:
+    return click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        envvar="MINICON_DB",
+        help="The trace store (default: a SQLite file in the user's data directory; "
+        "postgresql+psycopg://... for a shared one). Also $MINICON_DB.",
+    )(f)
+
+
+def open_store(url: str | None) -> Store:
+    try:
+        return Store(url)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def output_options(f: F) -> F:
+    """The options that say what to keep besides the named programs, and where to write."""
+    decorators = [
+        click.option(
+            "-t",
+            "--tar-file",
+            "--tarfile",
+            "tar_file",
+            metavar="FILE",
+            help="Write the result as a tar file ('-' for standard output).",
+        ),
+        click.option("-r", "--rootfs", metavar="DIR", help="Write the result into this directory."),
+        click.option(
+            "-I",
+            "--include",
+            "includes",
+            multiple=True,
+            metavar="PATH",
+            help="Keep this file or whole folder; wins over excludes (repeatable).",
+        ),
+        click.option(
+            "-e",
+            "--exclude",
+            "excludes",
+            multiple=True,
+            metavar="PREFIX",
+            help="Leave out paths under this prefix, whole components only (repeatable).",
+        ),
+        click.option(
+            "-l/-L",
+            "--ldconfig/--no-ldconfig",
+            default=True,
+            show_default=True,
+            help="Write an ld.so.conf and ld.so.cache that match the kept libraries.",
+        ),
+        click.option(
+            "--root",
+            "root",
+            default="/",
+            metavar="DIR",
+            show_default=True,
+            help="The root filesystem to minimize; every lookup stays inside it.",
+        ),
+        click.option(
+            "--list",
+            "list_paths",
+            is_flag=True,
+            help="Print every kept path with the reason it was kept.",
+        ),
+        click.option("--strict", is_flag=True, help="Fail when a needed library is not found."),
+        click.option(
+            "-f", "--force", is_flag=True, help="Write into a non-empty --rootfs directory."
+        ),
+        click.option(
+            "-v", "--verbose", is_flag=True, help="Say more (also prints the kept paths)."
+        ),
+        click.option("--debug", is_flag=True, help="Say everything."),
+        click.option("-q", "--quiet", is_flag=True, help="Only errors."),
+    ]
+    for decorate in reversed(decorators):
+        f = decorate(f)
+    return f
+
+
+def check_outputs(kw: dict[str, Any]) -> None:
+    if not (kw["tar_file"] or kw["rootfs"] or kw["list_paths"]):
+        raise click.UsageError("nothing to write: give -t FILE, -r DIR or --list")
+
+
+def user_path(text: str, fs: RootFS) -> bytes:
+    """A path the user typed, inside the root (relative: from the cwd on /, else the root's /)."""
+    raw = os.fsencode(text)
+    if not raw.startswith(b"/"):
+        raw = os.fsencode(os.path.abspath(text)) if fs.is_host_root else b"/" + raw
+    return normalize(raw)
+
+
+def _hidden_outputs(fs: RootFS, kw: dict[str, Any]) -> list[bytes]:
+    """The outputs, as paths inside the root, so a walk never archives its own output."""
+    out = []
+    for value in (kw["tar_file"], kw["rootfs"]):
+        if value and value != "-":
+            real = os.path.realpath(os.fsencode(os.path.abspath(value)))
+            if fs.is_host_root:
+                out.append(real)
+            elif real.startswith(fs.root + b"/"):
+                out.append(real[len(fs.root) :])
+    return out
+
+
+def cut(
+    kw: dict[str, Any],
+    *,
+    executions: list[Execution] = (),  # type: ignore[assignment]
+    include_folders: bool = False,
+    traced: TracedHook | None = None,
+) -> None:
+    """Build the closure and write what the options ask for. MinimizerErrors propagate."""
+    started = time.monotonic()
+    if kw["tar_file"] and kw["tar_file"] != "-":
+        writers.check_output_file(kw["tar_file"])
+    fs = RootFS(kw["root"])
+    options = closure_mod.Options(
+        excludes=[user_path(e, fs) for e in kw["excludes"]],
+        include_folders=include_folders,
+        hidden=_hidden_outputs(fs, kw),
+    )
+    cl = closure_mod.Closure(fs, options)
+    if traced is not None:
+        traced(cl, fs)
+    for target in kw.get("targets", ()):
+        raw = os.fsencode(target)
+        if b"/" in raw:
+            cl.add_path(user_path(target, fs), f"named on the command line: {target}")
+        else:
+            cl.add_executable(raw, f"executable named on the command line: {target}")
+    for ex in executions:
+        prog = os.fsencode(ex.argv[0])
+        if b"/" in prog:
+            prog = user_path(ex.argv[0], fs)
+        cl.add_executable(prog, f"program of -E {' '.join(ex.argv)}")
+    for inc in kw["includes"]:
+        cl.add_path(user_path(inc, fs), f"-I {inc}")
+    plan = cl.finish(ldconfig=kw["ldconfig"])
+    if plan.missing_libraries and kw["strict"]:
+        names = ", ".join(f"{show(n)} (for {show(b)})" for n, b in plan.missing_libraries)
+        raise UnresolvedLibrariesError(f"--strict: libraries not found: {names}")
+    to_stdout = kw["tar_file"] == "-"
+    if kw["list_paths"] or kw["verbose"]:
+        _print_plan(plan, err=to_stdout or not kw["list_paths"])
+    if kw["rootfs"]:
+        stats = writers.write_rootfs(plan, fs, kw["rootfs"], force=kw["force"])
+        _summary(kw, f"wrote {kw['rootfs']}", stats, started)
+    if kw["tar_file"]:
+        if to_stdout:
+            stats = writers.write_tar(plan, fs, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            stats = writers.write_tar_file(plan, fs, kw["tar_file"])
+        _summary(kw, f"wrote {'standard output' if to_stdout else kw['tar_file']}", stats, started)
+
+
+def _print_plan(plan: Plan, *, err: bool) -> None:
+    for path, kept in plan.ordered():
+        click.echo(f"{show(path)}\t{kept.reason}", err=err)
+
+
+def _summary(kw: dict[str, Any], what: str, stats: writers.Stats, started: float) -> None:
+    if kw["quiet"]:
+        return
+    took = time.monotonic() - started
+    click.echo(
+        f"minicon: {what}: {stats.entries} entries, {stats.bytes / 1e6:.2f} MB in {took:.2f} s",
+        err=True,
+    )

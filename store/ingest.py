@@ -1,0 +1,235 @@
+"""Recording a run: the run's row, and its events streamed in, de-duplicated, in batches.
+
+Events are counted in memory per (path, kind, errno) and written every ``flush_seconds`` (or
+when ``max_pending`` keys wait) as upserts that add to the stored counts. A test suite making
+millions of syscalls costs rows per unique access, and a crash loses at most the last batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from tracer.events import Event, RunResult
+
+from .db import Store, now, process_start
+from .models import Access, Path, Process, Run
+
+_CHUNK = 500  # bound parameters per IN (...) query
+
+
+def path_digest(path: bytes) -> bytes:
+    return hashlib.blake2b(path, digest_size=16).digest()
+
+
+def _dialect_insert(store: Store, table: Any) -> Any:
+    """INSERT with ON CONFLICT: SQLite's and PostgreSQL's have the same shape in SQLAlchemy."""
+    if store.is_sqlite:
+        return sqlite_insert(table)
+    return pg_insert(table)
+
+
+def intern_paths(store: Store, conn: Connection, paths: Iterable[bytes]) -> dict[bytes, int]:
+    """The ids of ``paths``, inserting the new ones (safe with concurrent writers)."""
+    cache = store.path_ids
+    missing = {p for p in paths if p not in cache}
+    if missing:
+        by_digest = {path_digest(p): p for p in missing}
+        stmt = _dialect_insert(store, Path.__table__).on_conflict_do_nothing(
+            index_elements=["digest"]
+        )
+        conn.execute(stmt, [{"digest": d, "path": p} for d, p in by_digest.items()])
+        digests = list(by_digest)
+        for i in range(0, len(digests), _CHUNK):
+            chunk = digests[i : i + _CHUNK]
+            for path_id, digest in conn.execute(
+                select(Path.id, Path.digest).where(Path.digest.in_(chunk))
+            ):
+                cache[by_digest[bytes(digest)]] = path_id
+    return cache
+
+
+def start_run(
+    store: Store,
+    argv: Iterable[bytes | str],
+    *,
+    root: bytes | str = b"/",
+    label: str | None = None,
+    backend: str = "ptrace",
+    seconds: float | None = None,
+    status: str = "running",
+) -> int:
+    """A new run owned by this process; returns its id."""
+    words = [os.fsencode(w) for w in argv]
+    stamp = now()
+    with store.session() as s:
+        run = Run(
+            label=label,
+            argv=b"\0".join(words),
+            root=os.fsencode(root),
+            backend=backend,
+            status=status,
+            seconds=seconds,
+            created_at=stamp,
+            started_at=stamp if status == "running" else None,
+            heartbeat_at=stamp,
+            host=socket.gethostname(),
+            owner_pid=os.getpid(),
+            owner_start=process_start(os.getpid()),
+            events=0,
+            accesses=0,
+            processes=0,
+            lost_events=0,
+        )
+        s.add(run)
+        s.commit()
+        return run.id
+
+
+class Recorder:
+    """Streams the events of one run into the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        *,
+        flush_seconds: float = 1.0,
+        max_pending: int = 200_000,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self.max_pending = max_pending
+        self.events = 0  # recorded so far
+        self._pending: dict[tuple[bytes, str, int], list[int | float]] = {}
+        self._flushed_events = 0
+        self._last_flush = time.monotonic()
+        self._upsert = self._upsert_statement()
+
+    def _upsert_statement(self) -> Any:
+        table = Access.__table__
+        stmt = _dialect_insert(self.store, table)
+        return stmt.on_conflict_do_update(
+            index_elements=["run_id", "path_id", "kind", "errno"],
+            set_={
+                "count": table.c.count + stmt.excluded.count,
+                "flags": table.c.flags.op("|")(stmt.excluded.flags),
+            },
+        )
+
+    def record(self, events: Iterable[Event]) -> int:
+        """Consume ``events`` (typically a tracer's live iterator); returns how many."""
+        pending = self._pending
+        seen = 0
+        for e in events:
+            key = (e.path, e.kind.value, e.errno)
+            entry = pending.get(key)
+            if entry is None:
+                pending[key] = [1, e.time, e.flags]
+            else:
+                entry[0] += 1
+                entry[2] = int(entry[2]) | e.flags
+            seen += 1
+            if not seen & 1023 and (
+                time.monotonic() - self._last_flush >= self.flush_seconds
+                or len(pending) >= self.max_pending
+            ):
+                self.events += seen
+                seen = 0
+                self.flush()
+                pending = self._pending
+        self.events += seen
+        return self.events
+
+    def add(self, event: Event) -> None:
+        self.record((event,))
+
+    def flush(self) -> None:
+        """Write what is pending in one transaction (and beat the run's heart)."""
+        items, self._pending = self._pending, {}
+        new_events, self._flushed_events = self.events - self._flushed_events, self.events
+        self._last_flush = time.monotonic()
+        try:
+            self._write(items, new_events)
+        except IntegrityError:
+            # a path id cached here was removed meanwhile (another process deleted the last
+            # run using it): look the ids up again, once
+            self.store.path_ids.clear()
+            self._write(items, new_events)
+
+    def _write(self, items: dict[tuple[bytes, str, int], list[int | float]], new: int) -> None:
+        with self.store.engine.begin() as conn:
+            if items:
+                ids = intern_paths(self.store, conn, {k[0] for k in items})
+                rows = [
+                    {
+                        "run_id": self.run_id,
+                        "path_id": ids[path],
+                        "kind": kind,
+                        "errno": err,
+                        "count": int(count),
+                        "first_seen": float(first),
+                        "flags": int(flags),
+                    }
+                    for (path, kind, err), (count, first, flags) in items.items()
+                ]
+                conn.execute(self._upsert, rows)
+            conn.execute(
+                update(Run)
+                .where(Run.id == self.run_id)
+                .values(events=Run.events + new, heartbeat_at=now())
+            )
+
+    def finish(
+        self,
+        result: RunResult | None,
+        status: str,
+        error: str | None = None,
+        lost_events: int = 0,
+    ) -> None:
+        """Flush, store the processes, and close the run with its outcome."""
+        self.flush()
+        processes = list(result.processes.values()) if result else []
+        with self.store.engine.begin() as conn:
+            if processes:
+                conn.execute(
+                    insert(Process),
+                    [
+                        {
+                            "run_id": self.run_id,
+                            "pid": p.pid,
+                            "ppid": p.ppid,
+                            "argv": b"\0".join(p.argv),
+                            "exit_code": p.exit_code,
+                            "signal": p.signal,
+                        }
+                        for p in processes
+                    ],
+                )
+            unique = conn.execute(
+                select(func.count()).select_from(Access).where(Access.run_id == self.run_id)
+            ).scalar_one()
+            conn.execute(
+                update(Run)
+                .where(Run.id == self.run_id)
+                .values(
+                    status=status,
+                    exit_code=result.exit_code if result else None,
+                    signal=result.signal if result else None,
+                    ended_at=now(),
+                    accesses=unique,
+                    processes=len(processes),
+                    lost_events=lost_events,
+                    error=error,
+                )
+            )
