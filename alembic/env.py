@@ -12,16 +12,24 @@ import os
 from sqlalchemy import create_engine
 
 from alembic import context
-from store.models import Base
+from store.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _render_item(kind: str, obj: object, autogen_context: object) -> str | bool:
+    """Migrations stay self-contained: our column types render as plain SQLAlchemy ones."""
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def _run(connection: object) -> None:
     context.configure(
         connection=connection,  # type: ignore[arg-type]
         target_metadata=target_metadata,
+        render_item=_render_item,
         render_as_batch=True,  # SQLite alters tables by copying them
         compare_type=True,
     )

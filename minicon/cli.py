@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from importlib import metadata
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -19,10 +19,8 @@ from minimizer import modes
 from minimizer.closure import Closure
 from minimizer.errors import MinimizerError
 from minimizer.fsview import RootFS, is_under
-from store.errors import StoreError
 from tracer.errors import TracerError
 
-from . import tracing
 from .common import (
     check_outputs,
     cut,
@@ -62,11 +60,33 @@ class MiniconGroup(click.Group):
     """A group whose default command is ``shrink``, so the original's form keeps working."""
 
     default_command = "shrink"
+    # the store's commands import SQLAlchemy (0.2 s): loaded only when one of them is asked for
+    lazy: ClassVar[dict[str, str]] = {
+        "trace": "trace",
+        "runs": "runs",
+        "minimize": "minimize",
+        "db": "db",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in self.lazy:
+            from . import storecli
+
+            command = getattr(storecli, self.lazy[name])
+            assert isinstance(command, click.Command)
+            self.add_command(command, name)
+        return self.commands.get(name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or args[0] not in self.commands:
+        if not args or (args[0] not in self.commands and args[0] not in self.lazy):
             if args[:1] == ["--version"]:
                 click.echo(f"minicon {version()}")
+                ctx.exit(0)
+            if args in (["-h"], ["--help"]):  # the group's help: shrink's, then the commands
+                click.echo(ctx.get_help())
                 ctx.exit(0)
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
@@ -176,6 +196,10 @@ def _trace_into(
 ) -> None:
     """Run the sample commands under the tracer, record them as runs in the store, and keep
     what the mode selects from them."""
+    from store.errors import StoreError
+
+    from . import tracing
+
     names = [t for t in kw["targets"] if "/" not in t or fs.is_program(user_path(t, fs))]
     try:
         jobs = tracing.plan_jobs(strace, executions, names)
@@ -191,13 +215,3 @@ def _trace_into(
     excludes = [user_path(e, fs) for e in strace.excludes]
     kept = [a for a in accesses if not any(is_under(a.path, e) for e in excludes)]
     cl.add_traced(modes.select(kept, strace.mode))
-
-
-def _register() -> None:
-    from .storecli import db, minimize, runs, trace
-
-    for command in (trace, runs, minimize, db):
-        main.add_command(command)
-
-
-_register()

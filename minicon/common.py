@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -20,10 +20,11 @@ from minimizer import writers
 from minimizer.errors import UnresolvedLibrariesError, show
 from minimizer.fsview import RootFS, normalize
 from minimizer.plan import Plan
-from store.db import Store
-from store.errors import StoreError
 
 from .plugins import Execution
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported only by the commands that use it
+    from store.db import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 TracedHook = Callable[[closure_mod.Closure, RootFS], None]
@@ -64,6 +65,9 @@ def db_option(f: F) -> F:
 
 
 def open_store(url: str | None) -> Store:
+    from store.db import Store
+    from store.errors import StoreError
+
     try:
         return Store(url)
     except StoreError as exc:

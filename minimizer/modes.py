@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .fsview import parent
 
@@ -41,9 +42,9 @@ def is_system_dir(path: bytes) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Access:
-    """One traced access: kind is exec, open, stat, list, mkdir or chdir."""
+class Access(NamedTuple):
+    """One traced access: kind is exec, open, stat, list, mkdir or chdir (a tuple: a merge of
+    many runs makes 100k+ of them)."""
 
     kind: str
     path: bytes

@@ -11,12 +11,9 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from tracer.events import Event, RunResult
@@ -31,23 +28,18 @@ def path_digest(path: bytes) -> bytes:
     return hashlib.blake2b(path, digest_size=16).digest()
 
 
-def _dialect_insert(store: Store, table: Any) -> Any:
-    """INSERT with ON CONFLICT: SQLite's and PostgreSQL's have the same shape in SQLAlchemy."""
-    if store.is_sqlite:
-        return sqlite_insert(table)
-    return pg_insert(table)
-
-
 def intern_paths(store: Store, conn: Connection, paths: Iterable[bytes]) -> dict[bytes, int]:
     """The ids of ``paths``, inserting the new ones (safe with concurrent writers)."""
     cache = store.path_ids
     missing = {p for p in paths if p not in cache}
     if missing:
         by_digest = {path_digest(p): p for p in missing}
-        stmt = _dialect_insert(store, Path.__table__).on_conflict_do_nothing(
-            index_elements=["digest"]
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(
+            f"INSERT INTO paths (digest, path) VALUES ({mark}, {mark}) "
+            "ON CONFLICT (digest) DO NOTHING",
+            list(by_digest.items()),
         )
-        conn.execute(stmt, [{"digest": d, "path": p} for d, p in by_digest.items()])
         digests = list(by_digest)
         for i in range(0, len(digests), _CHUNK):
             chunk = digests[i : i + _CHUNK]
@@ -114,17 +106,14 @@ class Recorder:
         self._pending: dict[tuple[bytes, str, int], list[int | float]] = {}
         self._flushed_events = 0
         self._last_flush = time.monotonic()
-        self._upsert = self._upsert_statement()
-
-    def _upsert_statement(self) -> Any:
-        table = Access.__table__
-        stmt = _dialect_insert(self.store, table)
-        return stmt.on_conflict_do_update(
-            index_elements=["run_id", "path_id", "kind", "errno"],
-            set_={
-                "count": table.c.count + stmt.excluded.count,
-                "flags": table.c.flags.op("|")(stmt.excluded.flags),
-            },
+        mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
+        # Plain SQL through the driver's executemany: per-row parameter handling in SQLAlchemy
+        # costs more than the database does. Same text on SQLite and PostgreSQL.
+        self._upsert = (
+            "INSERT INTO accesses (run_id, path_id, kind, errno, count, first_seen, flags) "
+            f"VALUES ({', '.join([mark] * 7)}) "
+            "ON CONFLICT (path_id, kind, errno, run_id) DO UPDATE SET "
+            "count = accesses.count + excluded.count, flags = accesses.flags | excluded.flags"
         )
 
     def record(self, events: Iterable[Event]) -> int:
@@ -132,7 +121,7 @@ class Recorder:
         pending = self._pending
         seen = 0
         for e in events:
-            key = (e.path, e.kind.value, e.errno)
+            key = (e.path, e.kind, e.errno)  # Kind is a str: no .value lookup per event
             entry = pending.get(key)
             if entry is None:
                 pending[key] = [1, e.time, e.flags]
@@ -156,39 +145,7 @@ class Recorder:
 
     def flush(self) -> None:
         """Write what is pending in one transaction (and beat the run's heart)."""
-        items, self._pending = self._pending, {}
-        new_events, self._flushed_events = self.events - self._flushed_events, self.events
-        self._last_flush = time.monotonic()
-        try:
-            self._write(items, new_events)
-        except IntegrityError:
-            # a path id cached here was removed meanwhile (another process deleted the last
-            # run using it): look the ids up again, once
-            self.store.path_ids.clear()
-            self._write(items, new_events)
-
-    def _write(self, items: dict[tuple[bytes, str, int], list[int | float]], new: int) -> None:
-        with self.store.engine.begin() as conn:
-            if items:
-                ids = intern_paths(self.store, conn, {k[0] for k in items})
-                rows = [
-                    {
-                        "run_id": self.run_id,
-                        "path_id": ids[path],
-                        "kind": kind,
-                        "errno": err,
-                        "count": int(count),
-                        "first_seen": float(first),
-                        "flags": int(flags),
-                    }
-                    for (path, kind, err), (count, first, flags) in items.items()
-                ]
-                conn.execute(self._upsert, rows)
-            conn.execute(
-                update(Run)
-                .where(Run.id == self.run_id)
-                .values(events=Run.events + new, heartbeat_at=now())
-            )
+        self._transaction(lambda conn: None)
 
     def finish(
         self,
@@ -197,10 +154,10 @@ class Recorder:
         error: str | None = None,
         lost_events: int = 0,
     ) -> None:
-        """Flush, store the processes, and close the run with its outcome."""
-        self.flush()
+        """Write the rest, the processes and the run's outcome, in one transaction."""
         processes = list(result.processes.values()) if result else []
-        with self.store.engine.begin() as conn:
+
+        def close(conn: Connection) -> None:
             if processes:
                 conn.execute(
                     insert(Process),
@@ -233,3 +190,38 @@ class Recorder:
                     error=error,
                 )
             )
+
+        self._transaction(close)
+
+    def _transaction(self, then: Callable[[Connection], None]) -> None:
+        items, self._pending = self._pending, {}
+        new_events, self._flushed_events = self.events - self._flushed_events, self.events
+        self._last_flush = time.monotonic()
+        try:
+            with self.store.engine.begin() as conn:
+                self._write(conn, items, new_events)
+                then(conn)
+        except IntegrityError:
+            # a path id cached here was removed meanwhile (another process deleted the last
+            # run using it): look the ids up again, once
+            self.store.path_ids.clear()
+            with self.store.engine.begin() as conn:
+                self._write(conn, items, new_events)
+                then(conn)
+
+    def _write(
+        self, conn: Connection, items: dict[tuple[bytes, str, int], list[int | float]], new: int
+    ) -> None:
+        if items:
+            ids = intern_paths(self.store, conn, {k[0] for k in items})
+            run_id = self.run_id
+            rows = [
+                (run_id, ids[path], str(kind), err, count, first, flags)
+                for (path, kind, err), (count, first, flags) in items.items()
+            ]
+            conn.exec_driver_sql(self._upsert, rows)
+        conn.execute(
+            update(Run)
+            .where(Run.id == self.run_id)
+            .values(events=Run.events + new, heartbeat_at=now())
+        )

@@ -15,7 +15,6 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -95,17 +94,22 @@ class Path(Base):
 
 
 class Access(Base):
+    """Keyed path first: a merge of many runs groups by (path, kind, errno) and reads the table
+    in key order (SQLite keeps it clustered: WITHOUT ROWID); per-run reads use ix run_id."""
+
     __tablename__ = "accesses"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     path_id: Mapped[int] = mapped_column(ForeignKey("paths.id"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     errno: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # 0: it worked
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     count: Mapped[int] = mapped_column(BigInteger)
     first_seen: Mapped[float] = mapped_column(Float)  # seconds since the run started
     flags: Mapped[int] = mapped_column(Integer)  # open flags seen, OR-ed
 
-    __table_args__ = (Index(None, "path_id"),)
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class Process(Base):

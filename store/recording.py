@@ -28,6 +28,7 @@ class TraceRequest:
     env: dict[str, str] = field(default_factory=lambda: dict(CLEAN_ENV))
     cwd: str = "/"
     show_output: bool = False
+    pin_cpu: bool = True
 
 
 @dataclass
@@ -75,6 +76,7 @@ def trace_run(store: Store, request: TraceRequest) -> TraceOutcome:
             cwd=request.cwd,
             show_output=request.show_output,
             chroot=request.chroot,
+            pin_cpu=request.pin_cpu,
         )
     )
     started = time.monotonic()

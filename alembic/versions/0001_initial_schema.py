@@ -70,10 +70,10 @@ def upgrade() -> None:
 
     op.create_table(
         "accesses",
-        sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("path_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("errno", sa.SmallInteger(), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
         sa.Column("first_seen", sa.Float(), nullable=False),
         sa.Column("flags", sa.Integer(), nullable=False),
@@ -81,10 +81,11 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.id"], name=op.f("fk_accesses_run_id_runs"), ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("run_id", "path_id", "kind", "errno", name=op.f("pk_accesses")),
+        sa.PrimaryKeyConstraint("path_id", "kind", "errno", "run_id", name=op.f("pk_accesses")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("accesses", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_accesses_path_id"), ["path_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_accesses_run_id"), ["run_id"], unique=False)
 
     op.create_table(
         "processes",
@@ -110,7 +111,7 @@ def downgrade() -> None:
 
     op.drop_table("processes")
     with op.batch_alter_table("accesses", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_accesses_path_id"))
+        batch_op.drop_index(batch_op.f("ix_accesses_run_id"))
 
     op.drop_table("accesses")
     with op.batch_alter_table("runs", schema=None) as batch_op:

@@ -65,7 +65,7 @@ def test_merge_select_diff_and_delete(store: Store) -> None:
     }
     assert merged[(b"/shared", "open", True)].directory  # one run opened it as a directory
     assert merged[(b"/shared", "open", True)].run_id == a
-    assert merged[(b"/shared", "open", True)].count == 2
+    assert merged[(b"/shared", "open", True)].total == 2
     only_a, only_b = queries.diff(store, a, b)
     assert only_a == [(b"/only-a", "exec", True)] and only_b == [(b"/gone", "stat", False)]
     queries.delete_run(store, a)
