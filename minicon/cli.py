@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import click
 
 from minimizer import modes
-from minimizer.closure import Closure
 from minimizer.errors import MinimizerError
 from minimizer.fsview import RootFS, is_under
+from minimizer.modes import Selection
 from tracer.errors import TracerError
 
 from .common import (
@@ -171,8 +171,8 @@ def shrink(**kw: Any) -> None:
     if plugins.strace is not None:
         strace = plugins.strace
 
-        def traced(cl: Closure, fs: RootFS) -> None:
-            _trace_into(cl, fs, strace, executions, kw)
+        def traced(fs: RootFS) -> Selection:
+            return _trace(fs, strace, executions, kw)
 
     try:
         cut(
@@ -187,15 +187,14 @@ def shrink(**kw: Any) -> None:
         fail("interrupted", 130)
 
 
-def _trace_into(
-    cl: Closure,
+def _trace(
     fs: RootFS,
     strace: StraceOptions,
     executions: list[Execution],
     kw: dict[str, Any],
-) -> None:
-    """Run the sample commands under the tracer, record them as runs in the store, and keep
-    what the mode selects from them."""
+) -> Selection:
+    """Run the sample commands under the tracer, record them as runs in the store; what the
+    mode selects from them."""
     from store.errors import StoreError
 
     from . import tracing
@@ -214,4 +213,4 @@ def _trace_into(
     # the plugin's excludes drop what the programs used, not what -I or the analysis adds
     excludes = [user_path(e, fs) for e in strace.excludes]
     kept = [a for a in accesses if not any(is_under(a.path, e) for e in excludes)]
-    cl.add_traced(modes.select(kept, strace.mode))
+    return modes.select(kept, strace.mode)

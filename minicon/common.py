@@ -10,15 +10,16 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from minimizer import closure as closure_mod
 from minimizer import writers
-from minimizer.errors import UnresolvedLibrariesError, show
+from minimizer.cut import Spec, make_plan
+from minimizer.errors import show
 from minimizer.fsview import RootFS, normalize
+from minimizer.modes import Selection
 from minimizer.plan import Plan
 
 from .plugins import Execution
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the store (SQLAlchemy) is imported only by the commands tha
     from store.db import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
-TracedHook = Callable[[closure_mod.Closure, RootFS], None]
+TracedHook = Callable[[RootFS], Selection]  # what tracing contributes, given the root
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -167,7 +168,7 @@ def _hidden_outputs(fs: RootFS, kw: dict[str, Any]) -> list[bytes]:
 def cut(
     kw: dict[str, Any],
     *,
-    executions: list[Execution] = (),  # type: ignore[assignment]
+    executions: Sequence[Execution] = (),
     include_folders: bool = False,
     traced: TracedHook | None = None,
 ) -> None:
@@ -176,31 +177,28 @@ def cut(
     if kw["tar_file"] and kw["tar_file"] != "-":
         writers.check_output_file(kw["tar_file"])
     fs = RootFS(kw["root"])
-    options = closure_mod.Options(
+    spec = Spec(
+        root=fs.root or b"/",
         excludes=[user_path(e, fs) for e in kw["excludes"]],
         include_folders=include_folders,
         hidden=_hidden_outputs(fs, kw),
+        ldconfig=kw["ldconfig"],
+        strict=kw["strict"],
+        traced=traced(fs) if traced is not None else None,
     )
-    cl = closure_mod.Closure(fs, options)
-    if traced is not None:
-        traced(cl, fs)
     for target in kw.get("targets", ()):
         raw = os.fsencode(target)
         if b"/" in raw:
-            cl.add_path(user_path(target, fs), f"named on the command line: {target}")
+            spec.named.append((user_path(target, fs), f"named on the command line: {target}"))
         else:
-            cl.add_executable(raw, f"executable named on the command line: {target}")
+            spec.named.append((raw, f"executable named on the command line: {target}"))
     for ex in executions:
         prog = os.fsencode(ex.argv[0])
         if b"/" in prog:
             prog = user_path(ex.argv[0], fs)
-        cl.add_executable(prog, f"program of -E {' '.join(ex.argv)}")
-    for inc in kw["includes"]:
-        cl.add_path(user_path(inc, fs), f"-I {inc}")
-    plan = cl.finish(ldconfig=kw["ldconfig"])
-    if plan.missing_libraries and kw["strict"]:
-        names = ", ".join(f"{show(n)} (for {show(b)})" for n, b in plan.missing_libraries)
-        raise UnresolvedLibrariesError(f"--strict: libraries not found: {names}")
+        spec.named.append((prog, f"program of -E {' '.join(ex.argv)}"))
+    spec.includes = [(user_path(inc, fs), f"-I {inc}") for inc in kw["includes"]]
+    _, plan = make_plan(spec, fs)
     to_stdout = kw["tar_file"] == "-"
     if kw["list_paths"] or kw["verbose"]:
         _print_plan(plan, err=to_stdout or not kw["list_paths"])

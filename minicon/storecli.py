@@ -17,7 +17,6 @@ from typing import Any
 import click
 
 from minimizer import modes
-from minimizer.closure import Closure
 from minimizer.errors import MinimizerError, show
 from minimizer.fsview import RootFS
 from store import migrate, queries, transfer
@@ -343,8 +342,8 @@ def minimize(**kw: Any) -> None:
         except StoreError as exc:
             fail(str(exc))
 
-    def traced(cl: Closure, fs: RootFS) -> None:
-        cl.add_traced(modes.select(accesses, kw["mode"]))
+    def traced(fs: RootFS) -> modes.Selection:
+        return modes.select(accesses, kw["mode"])
 
     try:
         cut(kw, traced=traced)
