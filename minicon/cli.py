@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from importlib import metadata
 from typing import Any, ClassVar
@@ -62,10 +63,11 @@ class MiniconGroup(click.Group):
     default_command = "shrink"
     # the store's commands import SQLAlchemy (0.2 s): loaded only when one of them is asked for
     lazy: ClassVar[dict[str, str]] = {
-        "trace": "trace",
-        "runs": "runs",
-        "minimize": "minimize",
-        "db": "db",
+        "trace": "storecli",
+        "runs": "storecli",
+        "minimize": "storecli",
+        "db": "storecli",
+        "serve": "servecli",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -73,9 +75,8 @@ class MiniconGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in self.commands and name in self.lazy:
-            from . import storecli
-
-            command = getattr(storecli, self.lazy[name])
+            module = importlib.import_module(f"minicon.{self.lazy[name]}")
+            command = getattr(module, name)
             assert isinstance(command, click.Command)
             self.add_command(command, name)
         return self.commands.get(name)

@@ -21,6 +21,7 @@ from minimizer.errors import MinimizerError, show
 from minimizer.fsview import RootFS
 from store import migrate, queries, transfer
 from store.errors import StoreError
+from store.ingest import Recorder, claim_run
 from store.models import Run
 from store.recording import TraceRequest, trace_run
 from tracer.errors import TracerError
@@ -68,6 +69,7 @@ def _when(value: dt.datetime | None) -> str:
 @click.option("--cwd", default="/", show_default=True, help="Working directory (in the root).")
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Set an env variable.")
 @click.option("--show-output", is_flag=True, help="Let the command's output through.")
+@click.option("--run-id", type=int, hidden=True, help="Record into this queued run (daemon).")
 @db_option
 def trace(**kw: Any) -> None:
     """Record one traced run of CMD in the trace store and print its id.
@@ -96,14 +98,19 @@ def trace(**kw: Any) -> None:
             cwd=kw["cwd"],
             show_output=kw["show_output"],
         )
+        run_id = kw["run_id"]
+        if run_id is not None and not claim_run(store, run_id):
+            fail(f"run {run_id} is not queued (cancelled?)")
         try:
             if root == b"/":
-                outcome = trace_run(store, request)
+                outcome = trace_run(store, request, run_id)
             else:
                 with Sandbox(root) as sandbox:
                     request.chroot = sandbox.merged
-                    outcome = trace_run(store, request)
+                    outcome = trace_run(store, request, run_id)
         except (TracerError, StoreError) as exc:
+            if run_id is not None:  # a queued run must not stay "running"
+                Recorder(store, run_id).finish(None, "failed", error=str(exc))
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted (the run is kept, marked interrupted)", 130)

@@ -7,10 +7,8 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from minimizer.modes import Access
 from store import queries
 from store.db import Store
-from store.models import Run
 from store.recording import TraceRequest, trace_run
 from tracer.sandbox import Sandbox
 
@@ -109,28 +107,9 @@ def _run(
     return run_ids
 
 
-def run_names(store: Store, run_ids: list[int]) -> dict[int, str]:
-    """How reasons name each run: ``run 7 (ls -la /)``."""
-    names = {}
-    for run in list_runs_by_id(store, run_ids):
-        words = [os.fsdecode(w) for w in run.argv.split(b"\0")] if run.argv else []
-        what = run.label or shlex.join(words) or run.backend
-        names[run.id] = f"run {run.id} ({what})"
-    return names
-
-
-def accesses(store: Store, run_ids: list[int] | None) -> list[Access]:
-    """The merged accesses of the runs (all of them for None), as the minimizer's values."""
-    merged = queries.merged(store, run_ids)
-    names = run_names(store, sorted({m.run_id for m in merged}))
-    return [
-        Access(m.kind, m.path, m.ok, names.get(m.run_id, f"run {m.run_id}"), m.directory)
-        for m in merged
-    ]
-
-
-def list_runs_by_id(store: Store, run_ids: list[int]) -> list[Run]:
-    return [queries.get_run(store, i) for i in run_ids]
+def accesses(store: Store, run_ids: list[int] | None) -> list[queries.MergedAccess]:
+    """The merged accesses of the runs (all of them for None): what the modes select from."""
+    return queries.merged(store, run_ids)
 
 
 class TracingFailed(Exception):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from .fsview import parent
 
@@ -60,7 +60,22 @@ class Selection:
     whole: dict[bytes, str] = field(default_factory=dict)  # keep the directory with everything
 
 
-def select(accesses: Iterable[Access], mode: str) -> Selection:
+class AccessLike(Protocol):
+    """What select() reads of an access (an :class:`Access`, or a store's merged access)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def path(self) -> bytes: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def directory(self) -> bool: ...
+
+
+def select(accesses: Iterable[AccessLike], mode: str) -> Selection:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
     level = MODES.index(mode)

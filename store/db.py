@@ -28,16 +28,19 @@ BUSY_TIMEOUT_MS = 30_000
 STALE_AFTER = dt.timedelta(minutes=5)  # a run on another host with no heartbeat this long
 
 
+def data_dir() -> str:
+    """Where minicon keeps its state: /var/lib/minicon for root, else the user's data dir."""
+    if os.geteuid() == 0:
+        return "/var/lib/minicon"
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data, "minicon")
+
+
 def default_url() -> str:
     env = os.environ.get("MINICON_DB")
     if env:
         return env
-    if os.geteuid() == 0:
-        base = "/var/lib/minicon"
-    else:
-        data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-        base = os.path.join(data, "minicon")
-    return "sqlite:///" + os.path.join(base, "minicon.db")
+    return "sqlite:///" + os.path.join(data_dir(), "minicon.db")
 
 
 def now() -> dt.datetime:
@@ -45,10 +48,13 @@ def now() -> dt.datetime:
 
 
 def process_start(pid: int) -> int | None:
-    """The start time of ``pid`` (clock ticks since boot), to tell a recycled pid apart."""
+    """The start time of ``pid`` (clock ticks since boot), to tell a recycled pid apart;
+    None when there is no such live process (a zombie waiting to be reaped is dead)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X"):
+            return None
         return int(fields[19])
     except (OSError, IndexError, ValueError):
         return None

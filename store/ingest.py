@@ -87,6 +87,26 @@ def start_run(
         return run.id
 
 
+def claim_run(store: Store, run_id: int) -> bool:
+    """Take over a queued run (the daemon queues runs, a job process records them); False
+    when it is not queued any more (cancelled meanwhile)."""
+    stamp = now()
+    with store.engine.begin() as conn:
+        claimed = conn.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == "queued")
+            .values(
+                status="running",
+                started_at=stamp,
+                heartbeat_at=stamp,
+                host=socket.gethostname(),
+                owner_pid=os.getpid(),
+                owner_start=process_start(os.getpid()),
+            )
+        )
+        return claimed.rowcount == 1
+
+
 class Recorder:
     """Streams the events of one run into the store."""
 

@@ -6,6 +6,8 @@ Everything returned is plain data (or detached ORM rows); nothing here writes ex
 
 from __future__ import annotations
 
+import os
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ class MergedAccess(NamedTuple):
     directory: bool  # opened with O_DIRECTORY by some run
     run_id: int  # the first run that made it (for the reasons)
     total: int  # how many times, over all the runs
+    label: str  # that run as a reason names it: "run 7 (web)"
 
 
 @dataclass(frozen=True)
@@ -137,23 +140,35 @@ def merged(store: Store, run_ids: Sequence[int] | None) -> list[MergedAccess]:
     query = select(
         Path.path, sub.c.kind, sub.c.errno, sub.c.directory, sub.c.run_id, sub.c.count
     ).join(Path, Path.id == sub.c.path_id)
-    out: dict[tuple[bytes, str, bool], MergedAccess] = {}
+    out: dict[tuple[bytes, str, bool], tuple[bool, int, int]] = {}
     with store.session() as s:
         for path, kind, err, directory, run_id, count in s.execute(query):
             key = (bytes(path), kind, err == 0)
             seen = out.get(key)
             if seen is None:
-                out[key] = MergedAccess(key[0], kind, key[2], bool(directory), run_id, int(count))
+                out[key] = (bool(directory), run_id, int(count))
             else:  # the same failed lookup with another errno
-                out[key] = MergedAccess(
-                    key[0],
-                    kind,
-                    key[2],
-                    seen.directory or bool(directory),
-                    min(seen.run_id, run_id),
-                    seen.total + int(count),
-                )
-    return list(out.values())
+                out[key] = (seen[0] or bool(directory), min(seen[1], run_id), seen[2] + count)
+    names = run_names(store, {v[1] for v in out.values()})
+    return [
+        MergedAccess(path, kind, ok, directory, run_id, total, names[run_id])
+        for (path, kind, ok), (directory, run_id, total) in out.items()
+    ]
+
+
+def run_names(store: Store, run_ids: Iterable[int]) -> dict[int, str]:
+    """How reasons name each run: ``run 7 (web)``, or its command when it has no label."""
+    ids = sorted(set(run_ids))
+    names = {}
+    with store.session() as s:
+        for i in range(0, len(ids), 500):
+            query = select(Run.id, Run.label, Run.argv, Run.backend).where(
+                Run.id.in_(ids[i : i + 500])
+            )
+            for run_id, label, argv, backend in s.execute(query):
+                words = [os.fsdecode(w) for w in argv.split(b"\0")] if argv else []
+                names[run_id] = f"run {run_id} ({label or shlex.join(words) or backend})"
+    return names
 
 
 def kind_counts(store: Store, run_id: int) -> dict[str, tuple[int, int]]:

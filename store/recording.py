@@ -56,17 +56,19 @@ class TraceOutcome:
         return f"run {self.run_id}: {self.status} ({how}), {self.events} events in {took}"
 
 
-def trace_run(store: Store, request: TraceRequest) -> TraceOutcome:
-    """Record one traced execution as a new run. A command that cannot start is recorded as a
-    failed run (and reported in the outcome); a tracer failure raises after recording it."""
-    run_id = start_run(
-        store,
-        request.argv,
-        root=request.root,
-        label=request.label,
-        backend="ptrace",
-        seconds=request.seconds,
-    )
+def trace_run(store: Store, request: TraceRequest, run_id: int | None = None) -> TraceOutcome:
+    """Record one traced execution as a new run (or into ``run_id``, a queued run this process
+    has claimed). A command that cannot start is recorded as a failed run (and reported in the
+    outcome); a tracer failure raises after recording it."""
+    if run_id is None:
+        run_id = start_run(
+            store,
+            request.argv,
+            root=request.root,
+            label=request.label,
+            backend="ptrace",
+            seconds=request.seconds,
+        )
     recorder = Recorder(store, run_id)
     backend = PtraceBackend(
         Options(

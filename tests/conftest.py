@@ -20,7 +20,7 @@ import pytest
 HOST_LIBDIR = "/usr/lib/x86_64-linux-gnu"
 CACHE_DIR = Path(os.environ.get("MINICON_TEST_CACHE", "/var/cache/minicon-test"))
 # The Debian root the e2e tests minimize: a minbase system plus what the tests run in it.
-DEBIAN_PACKAGES = ("iputils-ping", "libcap2-bin", "python3-minimal", "less", "findutils")
+DEBIAN_PACKAGES = ("iputils-ping", "libcap2-bin", "python3", "less", "findutils")
 
 
 def missing(reason: str) -> None:
