@@ -12,12 +12,12 @@ leaves no half-written output behind.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -130,54 +130,99 @@ def _tarinfo(item: Item, owners: Owners) -> tarfile.TarInfo:
     return ti
 
 
-def write_tar(plan: Plan, fs: RootFS, out: BinaryIO) -> Stats:
-    """Stream the plan as a PAX tar to ``out`` (which need not be seekable)."""
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+CHUNK = 1 << 20
+
+
+def iter_tar(
+    plan: Plan, fs: RootFS, stats: Stats | None = None, chunk: int = CHUNK
+) -> Iterator[bytes]:
+    """The plan as a PAX tar, in pieces of about ``chunk`` bytes, in constant memory.
+
+    Headers come from tarfile's own encoder (``TarInfo.tobuf``); file data is read straight
+    from the source, ``chunk`` at a time, with no intermediate copy (tarfile's stream mode copies
+    each megabyte many times over). Files that cannot be read are left out and raised as one
+    :class:`CopyError` after the rest; a file that shrinks while read raises at once.
+    """
     source = Source(fs, plan)
     owners = Owners.of_root(fs)
-    stats = Stats()
-    with tarfile.open(
-        fileobj=out,
-        mode="w" if out.seekable() else "w|",
-        format=tarfile.PAX_FORMAT,
-        encoding="utf-8",
-        errors="surrogateescape",
-    ) as tar:
-        tar.copybufsize = 1 << 20  # type: ignore[attr-defined]  # tarfile knows it, typeshed not
-        for item in source.items():
-            ti = _tarinfo(item, owners)
-            if ti.type == tarfile.REGTYPE:
-                if item.content is not None:
-                    tar.addfile(ti, io.BytesIO(item.content))
-                elif not _add_file(tar, ti, item, source):
-                    continue  # could not be read: reported in source.failures
-                stats.bytes += ti.size
-            else:
-                tar.addfile(ti)
-            stats.entries += 1
+    stats = stats if stats is not None else Stats()
+    buf = bytearray()
+    written = 0
+    for item in source.items():
+        ti = _tarinfo(item, owners)
+        if ti.type != tarfile.REGTYPE:
+            buf += ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        elif item.content is not None:
+            ti.size = len(item.content)
+            buf += ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            buf += item.content + _padding(ti.size)
+            stats.bytes += ti.size
+        else:
+            fd = _open_regular(item, source)
+            if fd is None:
+                continue  # could not be read: reported in source.failures
+            try:
+                ti.size = os.fstat(fd).st_size
+                buf += ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+                remaining = ti.size
+                while remaining:
+                    data = os.read(fd, min(chunk, remaining))
+                    if not data:  # the file shrank half-way
+                        message = f"shrank while being copied ({remaining} bytes missing)"
+                        raise CopyError([*source.failures, (item.path, message)])
+                    remaining -= len(data)
+                    if len(data) >= 1 << 16:  # big: hand it over as it is
+                        if buf:
+                            written += len(buf)
+                            yield bytes(buf)
+                            buf.clear()
+                        written += len(data)
+                        yield data
+                    else:
+                        buf += data
+                buf += _padding(ti.size)
+            finally:
+                os.close(fd)
+            stats.bytes += ti.size
+        stats.entries += 1
+        if len(buf) >= chunk:
+            written += len(buf)
+            yield bytes(buf)
+            buf.clear()
+    buf += bytes(2 * _BLOCK)  # the end-of-archive marker, then a whole record
+    buf += bytes(-(written + len(buf)) % _RECORD)
+    yield bytes(buf)
     if source.failures:
         raise CopyError(source.failures)
-    return stats
 
 
-def _add_file(tar: tarfile.TarFile, ti: tarfile.TarInfo, item: Item, source: Source) -> bool:
-    """Add a regular file's data; False (and a recorded failure) if it cannot be read."""
+def _padding(size: int) -> bytes:
+    return bytes(-size % _BLOCK)
+
+
+def _open_regular(item: Item, source: Source) -> int | None:
+    """An fd for a regular source file (never through a symlink), or None and a failure."""
     assert item.host is not None
     try:
         fd = os.open(item.host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         source.fail(item.path, exc.strerror or str(exc))
-        return False
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            source.fail(item.path, "changed type while being copied")
-            return False
-        ti.size = st.st_size
-        try:
-            tar.addfile(ti, fh)
-        except OSError as exc:  # the file shrank or went unreadable half-way
-            raise CopyError([*source.failures, (item.path, str(exc))]) from exc
-    return True
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        source.fail(item.path, "changed type while being copied")
+        return None
+    return fd
+
+
+def write_tar(plan: Plan, fs: RootFS, out: BinaryIO) -> Stats:
+    """Write the plan as a PAX tar to ``out`` (which need not be seekable)."""
+    stats = Stats()
+    for piece in iter_tar(plan, fs, stats):
+        out.write(piece)
+    return stats
 
 
 def check_output_file(path: str) -> None:
