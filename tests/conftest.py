@@ -12,7 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -126,13 +126,18 @@ def _sources_file() -> str:
     raise AssertionError  # unreachable
 
 
-def build_debian_root(packages: tuple[str, ...]) -> Path:
-    """A Debian bookworm minbase root with ``packages``, built once and cached by package list."""
+def build_debian_root(
+    packages: tuple[str, ...],
+    setup: Callable[[Path], None] | None = None,
+    setup_key: str = "",
+) -> Path:
+    """A Debian bookworm minbase root with ``packages``, built once and cached by package list
+    (and ``setup_key``: ``setup(root)`` runs once on a new tree, e.g. to install an app)."""
     if os.geteuid() != 0:
         missing("building a Debian root needs root")
     if shutil.which("mmdebstrap") is None:
         missing("mmdebstrap is not installed (apt-get install mmdebstrap)")
-    key = hashlib.sha256(" ".join(sorted(packages)).encode()).hexdigest()[:12]
+    key = hashlib.sha256((" ".join(sorted(packages)) + setup_key).encode()).hexdigest()[:12]
     target = CACHE_DIR / f"bookworm-{key}"
     if (target / "etc/debian_version").exists():
         return target
@@ -147,6 +152,12 @@ def build_debian_root(packages: tuple[str, ...]) -> Path:
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"mmdebstrap failed:\n{proc.stderr[-3000:]}")
+    if setup is not None:
+        try:
+            setup(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     os.rename(tmp, target)
     return target
 
