@@ -62,9 +62,10 @@ _WALL = 0x40000000
 _INFO = struct.Struct("=BxxxIQQ")  # op, arch, instruction pointer, stack pointer
 _NR_ARGS = struct.Struct("=Q6Q")  # nr, args[6] (entry and seccomp)
 _EXIT = struct.Struct("=qB")  # rval, is_error
+# What a container's process gets by default: no locale (programs run in the C locale and load no
+# locale files; a sample that needs one passes LANG itself, and those files are then kept).
 CLEAN_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "LANG": "C.UTF-8",
     "HOME": "/root",
 }
 
