@@ -35,6 +35,7 @@ class Job:
     env: dict[str, str]
     cwd: str
     label: str | None
+    backend: str = "ptrace"
 
 
 def _die_with_parent() -> None:  # in the child, between fork and exec
@@ -56,7 +57,7 @@ class Jobs:
     def _command(self, job: Job) -> list[str]:
         cmd = [self.python, "-m", "minicon", "trace", "--run-id", str(job.run_id)]
         cmd += ["--db", self.store.url, "--root", job.root, "--seconds", str(job.seconds)]
-        cmd += ["--cwd", job.cwd]
+        cmd += ["--cwd", job.cwd, "--backend", job.backend]
         if job.label is not None:
             cmd += ["--label", job.label]
         for key, value in job.env.items():

@@ -58,7 +58,7 @@ class RunCreate(BaseModel):
         default_factory=dict, max_length=128, description="Added to a clean environment."
     )
     cwd: InRootPath = "/"
-    backend: Literal["ptrace"] = "ptrace"
+    backend: Literal["ptrace", "ebpf", "auto"] = "ptrace"
 
     @field_validator("argv")
     @classmethod

@@ -32,6 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from tracer.ebpf_backend import EbpfBackend  # noqa: E402
 from tracer.events import Kind  # noqa: E402
 from tracer.paths import Resolver  # noqa: E402
 from tracer.ptrace_backend import CLEAN_ENV, Options, PtraceBackend  # noqa: E402
@@ -51,6 +52,12 @@ OURS = (
     "    from store.recording import TraceRequest, trace_run\n"
     "    store = Store(sys.argv[2])\n"
     "    trace_run(store, TraceRequest(sys.argv[3:], pin_cpu=pin))\n"
+    "elif sys.argv[2] == 'ebpf':\n"
+    "    from tracer.ebpf_backend import EbpfBackend\n"
+    "    from tracer.ptrace_backend import Options\n"
+    "    b = EbpfBackend(Options(sys.argv[3:]))\n"
+    "    paths = {(e.kind, e.path, e.errno) for e in b.events()}\n"
+    "    assert b.lost_events == 0 and b.unresolved == 0, (b.lost_events, b.unresolved)\n"
     "else:\n"
     "    from tracer.ptrace_backend import Options, PtraceBackend\n"
     "    b = PtraceBackend(Options(sys.argv[3:], pin_cpu=pin))\n"
@@ -78,8 +85,8 @@ def median_time(argv: list[str]) -> float:
     return statistics.median(times)
 
 
-def path_sets(argv: list[str]) -> tuple[set[bytes], set[bytes]]:
-    """(strace's, ours): every path a recorded call named, directory parts resolved."""
+def path_sets(argv: list[str]) -> tuple[set[bytes], set[bytes], set[bytes]]:
+    """(strace's, ours, eBPF's): every path a recorded call named, directory parts resolved."""
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "log")
         subprocess.run(
@@ -102,7 +109,12 @@ def path_sets(argv: list[str]) -> tuple[set[bytes], set[bytes]]:
         for e in PtraceBackend(Options(argv)).events()
         if not (e.kind == Kind.EXEC and e.errno == 0)
     }
-    return theirs, ours
+    bpf = {
+        e.path
+        for e in EbpfBackend(Options(argv)).events()
+        if not (e.kind == Kind.EXEC and e.errno == 0)
+    }
+    return theirs, ours, bpf
 
 
 def main() -> None:
@@ -121,19 +133,21 @@ def main() -> None:
         t_ours = median_time([*ours, "pin", db, *argv])
         t_free = median_time([*ours, "nopin", db, *argv])
         t_mem = median_time([*ours, "pin", "memory", *argv])
+        t_ebpf = median_time([*ours, "pin", "ebpf", *argv])
         rows.append(
             f"| {name} | {base:.3f} | {t_strace:.3f} ({t_strace / base:.1f}x) | "
             f"{t_pinned:.3f} ({t_pinned / base:.1f}x) | {t_ours:.3f} ({t_ours / base:.1f}x) | "
             f"{t_free:.3f} ({t_free / base:.1f}x) | {t_mem:.3f} ({t_mem / base:.1f}x) | "
+            f"{t_ebpf:.3f} ({t_ebpf / base:.1f}x) | "
             f"{t_ours / t_strace:.2f} | {t_ours / t_pinned:.2f} |"
         )
-        theirs, mine = path_sets(argv)
+        theirs, mine, bpf = path_sets(argv)
         only_theirs = sorted(theirs - mine)
         only_ours = sorted(mine - theirs)
         example = os.fsdecode(only_theirs[0]) if only_theirs else ""
         paths.append(
             f"| {name} | {len(theirs)} | {len(mine)} | {len(only_theirs)} | {len(only_ours)} | "
-            f"{example} |"
+            f"{len(bpf ^ mine)} | {example} |"
         )
     shutil.rmtree(tmp)
     text = "\n".join(
@@ -142,15 +156,16 @@ def main() -> None:
             "(ours: recording into a SQLite trace store, Python start-up included)",
             "",
             "| workload | untraced s | strace s | strace pinned s | ours s (pinned, default) "
-            "| ours unpinned s | ours, events in memory only s | ours / strace "
-            "| ours / strace pinned |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| ours unpinned s | ours, events in memory only s | eBPF backend, in memory s "
+            "| ours / strace | ours / strace pinned |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "Path sets (one `strace -f -y` run read back with tracer.strace_log vs one of ours):",
             "",
-            "| workload | strace paths | our paths | only strace's | only ours | e.g. |",
-            "|---|---|---|---|---|---|",
+            "| workload | strace paths | our paths | only strace's | only ours "
+            "| eBPF differs from ptrace | e.g. |",
+            "|---|---|---|---|---|---|---|",
             *paths,
             "",
         ]

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 MODES = ("skinny", "slim", "regular", "loose")
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
-_STRACE_KEYS = {"seconds", "mode", "execfile", "showoutput", "exclude"}
+_STRACE_KEYS = {"seconds", "mode", "execfile", "showoutput", "exclude", "backend"}
+BACKENDS = ("ptrace", "ebpf", "auto")
 
 
 class PluginError(ValueError):
@@ -38,12 +39,13 @@ class StraceOptions:
     execfile: str | None = None
     showoutput: bool = False
     excludes: list[str] = field(default_factory=list)
+    backend: str = "ptrace"
 
     def set(self, key: str, value: str | None) -> None:
         if key not in _STRACE_KEYS:
             raise PluginError(
                 f"strace has no option {key!r} "
-                "(options: seconds, mode, execfile, showoutput, exclude)"
+                "(options: seconds, mode, execfile, showoutput, exclude, backend)"
             )
         if key == "showoutput":
             self.showoutput = True if value is None else _bool(key, value)
@@ -65,6 +67,10 @@ class StraceOptions:
             if not os.path.isfile(value) or not os.access(value, os.R_OK):
                 raise PluginError(f"execfile={value}: not a readable file")
             self.execfile = value
+        elif key == "backend":
+            if value not in BACKENDS:
+                raise PluginError(f"backend={value}: expected one of {', '.join(BACKENDS)}")
+            self.backend = value
         elif key == "exclude":
             if not value.startswith("/"):
                 raise PluginError(f"exclude={value}: must be an absolute path prefix")

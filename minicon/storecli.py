@@ -50,7 +50,7 @@ def _when(value: dt.datetime | None) -> str:
 
 
 @click.command("trace", context_settings=CONTEXT)
-@click.argument("argv", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
+@click.argument("argv", nargs=-1, metavar="-- CMD [ARGS]...")
 @click.option("--label", metavar="LABEL", help="Label the run (runs are merged by label).")
 @click.option(
     "--root",
@@ -69,6 +69,15 @@ def _when(value: dt.datetime | None) -> str:
 @click.option("--cwd", default="/", show_default=True, help="Working directory (in the root).")
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Set an env variable.")
 @click.option("--show-output", is_flag=True, help="Let the command's output through.")
+@click.option(
+    "--backend",
+    type=click.Choice(["ptrace", "ebpf", "auto"]),
+    default="ptrace",
+    show_default=True,
+    help="ptrace (exact, stops the program at each recorded call), ebpf (bcc tracepoints, "
+    "no stops), auto (eBPF when it can load here).",
+)
+@click.option("--dump-bpf", is_flag=True, hidden=True, help="Print the eBPF program and exit.")
 @click.option("--run-id", type=int, hidden=True, help="Record into this queued run (daemon).")
 @db_option
 def trace(**kw: Any) -> None:
@@ -79,6 +88,13 @@ def trace(**kw: Any) -> None:
     (see `minicon runs show ID`); 1 when CMD could not be started or tracing failed.
     """
     setup_logging()
+    if kw["dump_bpf"]:
+        from tracer.ebpf_backend import bpf_program
+
+        click.echo(bpf_program())
+        return
+    if not kw["argv"]:
+        raise click.UsageError("no command: minicon trace [OPTIONS] -- CMD [ARGS]...")
     env = dict(CLEAN_ENV)
     for item in kw["env"]:
         name, sep, value = item.partition("=")
@@ -97,6 +113,7 @@ def trace(**kw: Any) -> None:
             env=env,
             cwd=kw["cwd"],
             show_output=kw["show_output"],
+            backend=kw["backend"],
         )
         run_id = kw["run_id"]
         if run_id is not None and not claim_run(store, run_id):

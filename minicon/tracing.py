@@ -22,6 +22,7 @@ class Job:
     argv: tuple[str, ...]
     seconds: float
     show_output: bool
+    backend: str = "ptrace"
 
 
 def read_execfile(path: str) -> list[tuple[str, ...]]:
@@ -56,9 +57,10 @@ def plan_jobs(
             return
         seen.add(argv)
         per = StraceOptions(options.seconds, options.mode, None, options.showoutput)
+        per.backend = options.backend
         for key, value in extra:
             per.set(key, value)
-        jobs.append(Job(argv, per.seconds, per.showoutput))
+        jobs.append(Job(argv, per.seconds, per.showoutput, per.backend))
 
     for ex in executions:
         add(ex.argv, ex.options)
@@ -98,6 +100,7 @@ def _run(
             chroot=chroot,
             seconds=job.seconds,
             show_output=job.show_output,
+            backend=job.backend,
         )
         outcome = trace_run(store, request)
         if outcome.status == "failed":

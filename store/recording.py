@@ -10,12 +10,16 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy import update
+
+from tracer.backends import make as make_backend
 from tracer.errors import TraceeStartError, TracerError
 from tracer.events import RunResult
-from tracer.ptrace_backend import CLEAN_ENV, Options, PtraceBackend
+from tracer.ptrace_backend import CLEAN_ENV, Options
 
 from .db import Store
 from .ingest import Recorder, start_run
+from .models import Run
 
 
 @dataclass
@@ -29,6 +33,7 @@ class TraceRequest:
     cwd: str = "/"
     show_output: bool = False
     pin_cpu: bool = True
+    backend: str = "ptrace"  # or ebpf, or auto (eBPF when it loads here)
 
 
 @dataclass
@@ -39,6 +44,8 @@ class TraceOutcome:
     events: int
     seconds: float
     error: str | None = None
+    backend: str = "ptrace"  # the one that ran
+    lost_events: int = 0
 
     def describe(self) -> str:
         r = self.result
@@ -53,39 +60,52 @@ class TraceOutcome:
         else:
             how = f"signal {r.signal}"
         took = f"{self.seconds:.2f} s"
-        return f"run {self.run_id}: {self.status} ({how}), {self.events} events in {took}"
+        lost = f", {self.lost_events} LOST" if self.lost_events else ""
+        return (
+            f"run {self.run_id}: {self.status} ({how}), {self.events} events in {took} "
+            f"({self.backend}{lost})"
+        )
 
 
 def trace_run(store: Store, request: TraceRequest, run_id: int | None = None) -> TraceOutcome:
     """Record one traced execution as a new run (or into ``run_id``, a queued run this process
     has claimed). A command that cannot start is recorded as a failed run (and reported in the
     outcome); a tracer failure raises after recording it."""
+    options = Options(
+        list(request.argv),
+        seconds=request.seconds,
+        env=request.env,
+        cwd=request.cwd,
+        show_output=request.show_output,
+        chroot=request.chroot,
+        pin_cpu=request.pin_cpu,
+    )
+    backend = make_backend(request.backend, options)  # unavailable: raises before any run
     if run_id is None:
         run_id = start_run(
             store,
             request.argv,
             root=request.root,
             label=request.label,
-            backend="ptrace",
+            backend=backend.name,
             seconds=request.seconds,
         )
+    elif backend.name != "ptrace":
+        with store.engine.begin() as conn:
+            conn.execute(update(Run).where(Run.id == run_id).values(backend=backend.name))
     recorder = Recorder(store, run_id)
-    backend = PtraceBackend(
-        Options(
-            list(request.argv),
-            seconds=request.seconds,
-            env=request.env,
-            cwd=request.cwd,
-            show_output=request.show_output,
-            chroot=request.chroot,
-            pin_cpu=request.pin_cpu,
-        )
-    )
     started = time.monotonic()
 
     def outcome(status: str, error: str | None = None) -> TraceOutcome:
         return TraceOutcome(
-            run_id, status, backend.result, recorder.events, time.monotonic() - started, error
+            run_id,
+            status,
+            backend.result,
+            recorder.events,
+            time.monotonic() - started,
+            error,
+            backend.name,
+            backend.lost_events,
         )
 
     try:
@@ -101,7 +121,7 @@ def trace_run(store: Store, request: TraceRequest, run_id: int | None = None) ->
         raise
     result = backend.result
     status = "timed_out" if result is not None and result.timed_out else "completed"
-    recorder.finish(result, status)
+    recorder.finish(result, status, lost_events=backend.lost_events)
     return outcome(status)
 
 

@@ -21,7 +21,7 @@ import stat
 from .linux import O_PATH, open_in_root
 
 _MAX_CACHED = 1 << 16
-_KERNEL_TREES = (b"/proc", b"/sys", b"/dev/fd", b"/dev/stdin", b"/dev/stdout", b"/dev/stderr")
+_KERNEL_TREES = (b"/proc", b"/sys", b"/dev")
 
 
 def readlink(path: bytes) -> bytes | None:
@@ -37,8 +37,8 @@ def _lexical(path: bytes) -> bytes:
 
 
 def is_kernel_path(path: bytes) -> bool:
-    """Under /proc or /sys, or a /dev link into /proc/self: pseudo files only the kernel (for
-    that process) can answer about."""
+    """Under /proc, /sys or /dev: pseudo files and devices, whose lookups and opens only the
+    kernel can answer for that process (/proc/self, a terminal that is not there: ENXIO)."""
     if path[:4] not in (b"/pro", b"/sys", b"/dev"):
         return False  # the common case, without the loop
     return any(path == t or path.startswith(t + b"/") for t in _KERNEL_TREES)
@@ -151,15 +151,25 @@ class Resolver:
     # -- outcome at entry --------------------------------------------------------------------
 
     def outcome(
-        self, proot: bytes, host: bytes, *, follow: bool, want_dir: bool, refuse_link: bool
+        self,
+        proot: bytes,
+        host: bytes,
+        *,
+        follow: bool,
+        want_dir: bool,
+        refuse_link: bool,
+        want_link: bool = False,
     ) -> int:
         """The errno a lookup of ``host`` gets now (0: it exists, as a directory if wanted;
-        ``refuse_link``: a symlink is ELOOP, as for open(O_NOFOLLOW))."""
+        ``refuse_link``: a symlink is ELOOP, as for open(O_NOFOLLOW); ``want_link``: anything
+        else is EINVAL, as for readlink)."""
         try:
             if not follow:
                 mode = os.lstat(host).st_mode
                 if refuse_link and stat.S_ISLNK(mode):
                     return errno.ELOOP
+                if want_link and not stat.S_ISLNK(mode):
+                    return errno.EINVAL  # readlink of something that is not a symlink
             elif not proot:
                 mode = os.stat(host).st_mode
             else:  # follow symlinks inside the process's root, never into the host's

@@ -107,6 +107,7 @@ class PtraceBackend:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.result: RunResult | None = None
+        self.lost_events = 0  # ptrace loses none: every traced syscall stops
         self.stops = 0  # every waitpid report: what tracing cost the tracees
         self._tracees: dict[int, _Tracee] = {}
         self._processes: dict[int, Process] = {}
@@ -380,6 +381,7 @@ class PtraceBackend:
             follow=follow,
             want_dir=want_dir,
             refuse_link=refuse_link,
+            want_link=call.name in ("readlink", "readlinkat"),
         )
         creates = kind == Kind.MKDIR or (kind == Kind.OPEN and flags & (O_CREAT | O_TMPFILE))
         if creates:

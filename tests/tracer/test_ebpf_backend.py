@@ -1,0 +1,114 @@
+"""The eBPF backend: the same events as the ptrace backend on the same real programs."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tracer.errors import TraceeStartError
+from tracer.events import Event
+from tracer.ptrace_backend import Options, PtraceBackend
+from tracer.sandbox import Sandbox
+
+from ..conftest import build_debian_root, missing
+
+pytestmark = pytest.mark.usefixtures("as_root")
+CC = Callable[..., Path]
+
+
+@pytest.fixture
+def ebpf() -> type:
+    from tracer.ebpf_backend import EbpfBackend, available
+
+    reason = available()
+    if reason is not None:
+        missing(f"eBPF backend unavailable: {reason}")
+    return EbpfBackend
+
+
+def events(backend: object) -> set[tuple[str, bytes, int]]:
+    got: list[Event] = list(backend.events())  # type: ignore[attr-defined]
+    return {(e.kind.value, e.path, e.errno) for e in got}
+
+
+PROGRAM = r"""
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int c, char **v) {
+    struct stat st;
+    int dfd = open(v[1], O_RDONLY | O_DIRECTORY);
+    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 10);
+    close(openat(dup_fd, "sub/f", O_RDONLY));             /* through a duplicated dirfd */
+    fstatat(dfd, "missing", &st, 0);
+    DIR *d = fdopendir(dup(dfd)); while (readdir(d)) {} closedir(d);
+    chdir(v[1]);
+    close(open("link/f", O_RDONLY));                      /* cwd-relative, symlinked dir */
+    mkdir("made", 0755);
+    readlink("link", (char[64]){0}, 64);
+    if (fork() == 0) { execl("/bin/true", "true", (char *)0); _exit(1); }
+    wait(0);
+    execl("/nonexistent", "x", (char *)0);                 /* a failed exec */
+    return 0;
+}
+"""
+
+
+def test_same_events_as_ptrace(ebpf: type, cc: CC, tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub/f").write_text("x")
+    (d / "link").symlink_to("sub")
+    prog = cc(tmp_path / "p", PROGRAM)
+    theirs = events(ebpf(Options([str(prog), str(d)])))
+    (d / "made").rmdir()
+    ours = events(PtraceBackend(Options([str(prog), str(d)])))
+    assert theirs == ours
+    real = os.fsencode(os.path.realpath(d))
+    assert ("open", real + b"/sub/f", 0) in theirs
+    assert ("stat", real + b"/missing", 2) in theirs
+    assert ("list", real, 0) in theirs
+    assert ("exec", b"/nonexistent", 2) in theirs
+
+
+def test_time_limit_and_unknown_program(ebpf: type, tmp_path: Path) -> None:
+    marker = "minicon-ebpf-daemon"
+    script = f"(sleep 300; : {marker}) & sleep 300"
+    started = time.monotonic()
+    backend = ebpf(Options(["sh", "-c", script], seconds=1.0))
+    list(backend.events())
+    assert time.monotonic() - started < 15
+    assert backend.result.timed_out
+    time.sleep(0.2)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""
+    with pytest.raises(TraceeStartError):
+        list(ebpf(Options(["no-such-program-minicon"])).events())
+
+
+UC2 = ("openssh-client", "iproute2", "iputils-ping", "wget")
+
+
+@pytest.mark.e2e
+def test_uc2_sample_commands_agree(ebpf: type) -> None:
+    """Every line of examples/uc2.commands, traced by both backends in the same sandbox."""
+    root = build_debian_root(UC2)
+    lines = Path(__file__).resolve().parents[2] / "examples/uc2.commands"
+    commands = [
+        shlex.split(line) for line in lines.read_text().splitlines() if line and line[0] != "#"
+    ]
+    for argv in commands:  # each in a fresh overlay: a mkdir must find what the other found
+        with Sandbox(root) as sandbox:
+            theirs = events(ebpf(Options(argv, seconds=10, chroot=sandbox.merged)))
+        with Sandbox(root) as sandbox:
+            ours = events(PtraceBackend(Options(argv, seconds=10, chroot=sandbox.merged)))
+        assert theirs == ours, (argv, sorted(theirs ^ ours)[:10])
