@@ -29,10 +29,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import TraceeStartError, TracerUnavailableError
+from .errors import TracerUnavailableError
 from .events import Event, Kind, Process, RunResult
+from .launch import find_program, prepare_child
 from .paths import Resolver, readlink
-from .ptrace_backend import Options
+from .ptrace_backend import CLEAN_ENV, Options
 from .syscalls import AT_EMPTY_PATH, AT_FDCWD, TABLE, Syscall
 
 PATH_MAX = 4096
@@ -317,26 +318,10 @@ class EbpfBackend:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def _program(self) -> bytes:
-        """The program to exec, looked up on PATH inside the traced root (as the ptrace
-        backend does: the traced process does no PATH walk of ours)."""
-        prog = os.fsencode(self.options.argv[0])
-        if b"/" in prog:
-            candidates = [prog]
-        else:
-            search = self.options.env.get("PATH", "")
-            candidates = [os.fsencode(d).rstrip(b"/") + b"/" + prog for d in search.split(":") if d]
-        cwd = os.fsencode(self.options.cwd)
-        for candidate in candidates:
-            inner = candidate if candidate.startswith(b"/") else cwd + b"/" + candidate
-            if self._paths.is_executable(inner):
-                return candidate
-        what = "not an executable file" if b"/" in prog else "command not found on PATH"
-        raise TraceeStartError(f"{os.fsdecode(prog)}: {what}")
-
     def _spawn(self) -> tuple[int, int]:
         """A child that sets itself up, says so, and waits (until the probes see it) to exec."""
-        program = self._program()
+        env_path = self.options.env.get("PATH", CLEAN_ENV["PATH"])
+        program = find_program(self._paths, self.options.argv[0], env_path, self.options.cwd)
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDWR)
@@ -345,13 +330,9 @@ class EbpfBackend:
             try:
                 os.close(ready_r)
                 os.close(go_w)
-                if self.options.chroot:
-                    os.chroot(self.options.chroot)
-                os.chdir(self.options.cwd)
-                os.dup2(devnull, 0)
-                if not self.options.show_output:
-                    os.dup2(devnull, 1)
-                    os.dup2(devnull, 2)
+                prepare_child(
+                    self.options.chroot, self.options.cwd, devnull, self.options.show_output
+                )
                 os.write(ready_w, b"r")
                 os.read(go_r, 2)
                 os.execve(program, self.options.argv, self.options.env)

@@ -29,8 +29,9 @@ from ptrace.binding import func as _pt  # python-ptrace: the raw ptrace(2) bindi
 from ptrace.error import PtraceError
 
 from . import seccomp
-from .errors import TraceeStartError, TracerError, TracerUnavailableError
+from .errors import TracerError, TracerUnavailableError
 from .events import Event, Kind, Process, RunResult
+from .launch import find_program, prepare_child
 from .paths import Resolver, is_kernel_path, readlink
 from .syscalls import (
     AT_EMPTY_PATH,
@@ -122,37 +123,17 @@ class PtraceBackend:
 
     # -- start ---------------------------------------------------------------------------------
 
-    def _program(self) -> bytes:
-        """The program to exec, looked up on PATH inside the traced root like execvp would."""
-        prog = os.fsencode(self.options.argv[0])
-        if b"/" in prog:
-            candidates = [prog]
-        else:
-            search = self.options.env.get("PATH", CLEAN_ENV["PATH"])
-            candidates = [os.fsencode(d).rstrip(b"/") + b"/" + prog for d in search.split(":") if d]
-        cwd = os.fsencode(self.options.cwd)
-        for candidate in candidates:
-            inner = candidate if candidate.startswith(b"/") else cwd + b"/" + candidate
-            if self._paths.is_executable(inner):
-                return candidate
-        if b"/" in prog:
-            raise TraceeStartError(f"{os.fsdecode(prog)}: not an executable file")
-        raise TraceeStartError(f"{os.fsdecode(prog)}: command not found on PATH")
-
     def _spawn(self) -> int:
-        program = self._program()
+        env_path = self.options.env.get("PATH", CLEAN_ENV["PATH"])
+        program = find_program(self._paths, self.options.argv[0], env_path, self.options.cwd)
         flt = seccomp.build_filter(filter_rules()) if self.options.use_seccomp else b""
         devnull = os.open(os.devnull, os.O_RDWR)
         pid = os.fork()
         if pid == 0:  # the child: only async-signal-safe-ish steps until exec
             try:
-                if self.options.chroot:
-                    os.chroot(self.options.chroot)
-                os.chdir(self.options.cwd)
-                os.dup2(devnull, 0)
-                if not self.options.show_output:
-                    os.dup2(devnull, 1)
-                    os.dup2(devnull, 2)
+                prepare_child(
+                    self.options.chroot, self.options.cwd, devnull, self.options.show_output
+                )
                 _pt.ptrace_traceme()
                 os.kill(os.getpid(), signal.SIGSTOP)  # the tracer sets its options now
                 if flt and seccomp.install(flt) != 0:
