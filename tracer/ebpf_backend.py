@@ -32,7 +32,7 @@ from typing import Any
 from .errors import TracerUnavailableError
 from .events import Event, Kind, Process, RunResult
 from .launch import find_program, prepare_child
-from .paths import Resolver, readlink
+from .paths import Resolver, read_small, readlink
 from .ptrace_backend import CLEAN_ENV, Options
 from .syscalls import AT_EMPTY_PATH, AT_FDCWD, TABLE, Syscall
 
@@ -363,7 +363,7 @@ class EbpfBackend:
                 self._live.discard(tgid)
             return
         if kind == _EV_EXEC:
-            cmdline = _read_small(f"/proc/{tgid}/cmdline")
+            cmdline = read_small(f"/proc/{tgid}/cmdline")
             if cmdline is not None and tgid in self._processes:
                 self._processes[tgid].argv = tuple(cmdline.rstrip(b"\0").split(b"\0"))
             return
@@ -441,14 +441,6 @@ class EbpfBackend:
 
     def _emit(self, kind: Kind, path: bytes, err: int, pid: int, flags: int) -> None:
         self._queue.append(Event(kind, path, err, pid, flags, time.monotonic() - self._t0))
-
-
-def _read_small(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(65536)
-    except OSError:
-        return None
 
 
 def available() -> str | None:

@@ -31,6 +31,15 @@ def readlink(path: bytes) -> bytes | None:
         return None
 
 
+def read_small(path: str) -> bytes | None:
+    """A small /proc file (cmdline, status), or None when the process is gone."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(65536)
+    except OSError:
+        return None
+
+
 def _lexical(path: bytes) -> bytes:
     """``path`` normalized without looking at the disk (only for paths that do not exist)."""
     return os.path.normpath(path) if path.startswith(b"/") else b"/" + path

@@ -32,7 +32,7 @@ from . import seccomp
 from .errors import TracerError, TracerUnavailableError
 from .events import Event, Kind, Process, RunResult
 from .launch import find_program, prepare_child
-from .paths import Resolver, is_kernel_path, readlink
+from .paths import Resolver, is_kernel_path, read_small, readlink
 from .syscalls import (
     AT_EMPTY_PATH,
     AT_FDCWD,
@@ -418,7 +418,7 @@ class PtraceBackend:
         pending, tracee.pending = tracee.pending, None
         if pending is not None:
             yield self._event(Kind.EXEC, pending[1], 0, pid, 0)
-        cmdline = _read_small(f"/proc/{pid}/cmdline")
+        cmdline = read_small(f"/proc/{pid}/cmdline")
         if pid in self._processes and cmdline is not None:
             self._processes[pid].argv = tuple(cmdline.rstrip(b"\0").split(b"\0"))
 
@@ -511,16 +511,8 @@ def _signed(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def _read_small(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(65536)
-    except OSError:
-        return None
-
-
 def _tgid(pid: int) -> int:
-    data = _read_small(f"/proc/{pid}/status") or b""
+    data = read_small(f"/proc/{pid}/status") or b""
     for line in data.splitlines():
         if line.startswith(b"Tgid:"):
             return int(line.split()[1])
