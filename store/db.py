@@ -104,8 +104,7 @@ class Store:
         self.path_ids: dict[bytes, int] = {}  # interned paths seen by this process
         try:
             if self.is_sqlite:
-                with self.engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+                self._use_wal()
             if upgrade:
                 migrate.ensure_head(self.engine)
                 self.mark_interrupted()
@@ -113,6 +112,15 @@ class Store:
             raise StoreError(f"cannot open the store {self.describe()}: {exc.orig}") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"store {self.describe()}: {exc}") from None
+
+    def _use_wal(self) -> None:
+        """Switch a new database to WAL (it stays so). The switch needs the database to itself
+        and does not wait on a busy one: two processes opening a new store take turns."""
+        with self.engine.connect() as conn:
+            if conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal":
+                return
+        with migrate.migration_lock(self.engine), self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode = WAL")
 
     def describe(self) -> str:
         """The URL without its password, for messages."""

@@ -79,7 +79,7 @@ def ensure_head(engine: Engine) -> None:
     """
     if current(engine) == HEAD:
         return
-    with _migration_lock(engine):
+    with migration_lock(engine):
         now = current(engine)
         if now == HEAD:
             return
@@ -95,7 +95,8 @@ _PG_LOCK_KEY = 0x6D696E69636F6E  # "minicon"
 
 
 @contextlib.contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Held while a process changes the database as a whole (schema, journal mode)."""
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if not database or database == ":memory:":

@@ -173,3 +173,22 @@ def test_kill_9_marks_the_run_interrupted_and_keeps_its_events(tmp_path: Path) -
     assert rows[(b"/etc/os-release", "open")] > 10
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_many_processes_open_a_new_store_at_once(tmp_path: Path) -> None:
+    """Creating the schema and switching to WAL happen once, whoever comes first."""
+    for round_ in range(3):
+        db = f"sqlite:///{tmp_path / f'new{round_}.db'}"
+        env = {**os.environ, "MINICON_DB": db}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "minicon", "runs", "list"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            for _ in range(6)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
