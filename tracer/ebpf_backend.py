@@ -39,6 +39,7 @@ from .syscalls import AT_EMPTY_PATH, AT_FDCWD, TABLE, Syscall
 
 PATH_MAX = 4096
 _NR_DUP, _NR_DUP2, _NR_DUP3, _NR_FCNTL = 32, 33, 292, 72
+_NR_GETDENTS64, _NR_GETDENTS = 217, 78
 _DIST = "/usr/lib/python3/dist-packages"  # where Debian's python3-bpfcc installs bcc
 _EV_CALL, _EV_EXEC_PATH, _EV_FORK, _EV_EXEC, _EV_EXIT = 0, 1, 2, 3, 4
 _HEAD = struct.Struct("=IIIIqiIII")  # type, tgid, tid, nr, ret, dirfd, flags, other, len
@@ -109,6 +110,10 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit) {{
     u64 id = bpf_get_current_pid_tgid();
     struct inflight *f = inflight.lookup(&id);
     if (!f) return 0;
+    if (ret == 0 && (f->nr == {_NR_GETDENTS64} || f->nr == {_NR_GETDENTS})) {{
+        inflight.delete(&id);  /* the end of a listing already recorded by its first read */
+        return 0;
+    }}
     int zero = 0;
     struct event *e = scratch.lookup(&zero);
     if (!e) {{ inflight.delete(&id); return 0; }}
@@ -118,6 +123,11 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit) {{
     if (f->ptr && !(f->other2 && ret == 0)) {{
         long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->ptr);
         e->len = n > 0 ? n : 0;
+        /* an empty path with AT_EMPTY_PATH is about the fd itself (glibc's fstat): no lookup */
+        if (n == 1 && (f->other & {AT_EMPTY_PATH}) && !f->other2) {{
+            inflight.delete(&id);
+            return 0;
+        }}
     }}
     send(e);
     inflight.delete(&id);
