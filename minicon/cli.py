@@ -196,6 +196,7 @@ def _trace(
 ) -> Selection:
     """Run the sample commands under the tracer, record them as runs in the store; what the
     mode selects from them."""
+    from store import queries
     from store.errors import StoreError
 
     from . import tracing
@@ -208,7 +209,7 @@ def _trace(
     with open_store(kw["db_url"]) as store:
         try:
             run_ids = tracing.run_jobs(store, jobs, fs.root or b"/", label=kw["label"])
-            accesses = tracing.accesses(store, run_ids)
+            accesses = queries.merged(store, run_ids)
         except (tracing.TracingFailed, TracerError, StoreError) as exc:
             fail(str(exc))
     # the plugin's excludes drop what the programs used, not what -I or the analysis adds

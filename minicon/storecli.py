@@ -26,9 +26,8 @@ from store.models import Run
 from store.recording import TraceRequest, trace_run
 from tracer.errors import TracerError
 from tracer.ptrace_backend import CLEAN_ENV
-from tracer.sandbox import Sandbox
+from tracer.sandbox import chroot_for
 
-from . import tracing
 from .common import check_outputs, cut, db_option, fail, open_store, output_options, setup_logging
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -119,12 +118,9 @@ def trace(**kw: Any) -> None:
         if run_id is not None and not claim_run(store, run_id):
             fail(f"run {run_id} is not queued (cancelled?)")
         try:
-            if root == b"/":
+            with chroot_for(root) as chroot:
+                request.chroot = chroot
                 outcome = trace_run(store, request, run_id)
-            else:
-                with Sandbox(root) as sandbox:
-                    request.chroot = sandbox.merged
-                    outcome = trace_run(store, request, run_id)
         except (TracerError, StoreError) as exc:
             if run_id is not None:  # a queued run must not stay "running"
                 Recorder(store, run_id).finish(None, "failed", error=str(exc))
@@ -242,7 +238,7 @@ def runs_files(run_id: int, mode: str, db_url: str | None) -> None:
     """What a mode takes from a run: file, dir (created) or whole (with contents) lines."""
     with open_store(db_url) as store:
         try:
-            accesses = tracing.accesses(store, queries.select_runs(store, [run_id]))
+            accesses = queries.merged(store, queries.select_runs(store, [run_id]))
         except StoreError as exc:
             fail(str(exc))
     sel = modes.select(accesses, mode)
@@ -362,7 +358,7 @@ def minimize(**kw: Any) -> None:
             )
             if others:
                 fail(f"runs of another root ({', '.join(others)}): pass it with --root")
-            accesses = tracing.accesses(store, selected)
+            accesses = queries.merged(store, selected)
         except StoreError as exc:
             fail(str(exc))
 

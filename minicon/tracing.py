@@ -7,10 +7,9 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from store import queries
 from store.db import Store
 from store.recording import TraceRequest, trace_run
-from tracer.sandbox import Sandbox
+from tracer.sandbox import chroot_for
 
 from .plugins import Execution, PluginError, StraceOptions
 
@@ -82,10 +81,8 @@ def run_jobs(store: Store, jobs: list[Job], root: bytes, label: str | None = Non
     layer they share (a file one job writes is there for the next) and which is thrown away
     afterwards; the root itself is never written.
     """
-    if os.path.realpath(root) == b"/":
-        return _run(store, jobs, b"/", None, label)
-    with Sandbox(root) as sandbox:
-        return _run(store, jobs, os.path.realpath(root), sandbox.merged, label)
+    with chroot_for(root) as chroot:
+        return _run(store, jobs, os.path.realpath(root), chroot, label)
 
 
 def _run(
@@ -108,11 +105,6 @@ def _run(
         log.info("traced %s: %s", shlex.join(job.argv), outcome.describe())
         run_ids.append(outcome.run_id)
     return run_ids
-
-
-def accesses(store: Store, run_ids: list[int] | None) -> list[queries.MergedAccess]:
-    """The merged accesses of the runs (all of them for None): what the modes select from."""
-    return queries.merged(store, run_ids)
 
 
 class TracingFailed(Exception):

@@ -160,11 +160,11 @@ def iter_tar(
             buf += item.content + _padding(ti.size)
             stats.bytes += ti.size
         else:
-            fd = _open_regular(item, source)
-            if fd is None:
+            opened = _open_regular(item, source)
+            if opened is None:
                 continue  # could not be read: reported in source.failures
+            fd, ti.size = opened
             try:
-                ti.size = os.fstat(fd).st_size
                 buf += ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
                 remaining = ti.size
                 while remaining:
@@ -202,26 +202,31 @@ def _padding(size: int) -> bytes:
     return bytes(-size % _BLOCK)
 
 
-def _open_regular(item: Item, source: Source) -> int | None:
-    """An fd for a regular source file (never through a symlink), or None and a failure."""
+def _open_regular(item: Item, source: Source) -> tuple[int, int] | None:
+    """An fd for a regular source file (never through a symlink) and its size, or None and a
+    failure."""
     assert item.host is not None
     try:
         fd = os.open(item.host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         source.fail(item.path, exc.strerror or str(exc))
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         source.fail(item.path, "changed type while being copied")
         return None
-    return fd
+    return fd, st.st_size
 
 
-def write_tar(plan: Plan, fs: RootFS, out: BinaryIO) -> Stats:
-    """Write the plan as a PAX tar to ``out`` (which need not be seekable)."""
+def write_tar(plan: Plan, fs: RootFS, out: BinaryIO, digest: Any = None) -> Stats:
+    """Write the plan as a PAX tar to ``out`` (which need not be seekable); ``digest`` (a
+    hashlib object) sees every byte written."""
     stats = Stats()
     for piece in iter_tar(plan, fs, stats):
         out.write(piece)
+        if digest is not None:
+            digest.update(piece)
     return stats
 
 
@@ -236,7 +241,7 @@ def check_output_file(path: str) -> None:
         raise OutputError(f"{path}: directory {directory} is not writable")
 
 
-def write_tar_file(plan: Plan, fs: RootFS, path: str) -> Stats:
+def write_tar_file(plan: Plan, fs: RootFS, path: str, digest: Any = None) -> Stats:
     """Write the tar atomically: a temporary file beside ``path``, renamed when complete."""
     check_output_file(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -248,7 +253,7 @@ def write_tar_file(plan: Plan, fs: RootFS, path: str) -> Stats:
         raise OutputError(f"{path}: cannot create a file there: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
-            stats = write_tar(plan, fs, fh)
+            stats = write_tar(plan, fs, fh, digest)
             fh.flush()
             os.fsync(fh.fileno())
             umask = os.umask(0)

@@ -21,18 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import build_debian_root  # noqa: E402
+from tests.conftest import build_debian_root, proc_and_dev  # noqa: E402
 from tests.e2e.usecases import ALL, UseCase, minicon_args, tree_size, web_page  # noqa: E402
-
-
-def mount(root: Path) -> list[Path]:
-    points = []
-    for what, args in (("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"])):
-        point = root / what
-        point.mkdir(exist_ok=True)
-        subprocess.run(["mount", *args, str(point)], check=True)
-        points.append(point)
-    return points
 
 
 def measure(uc: UseCase, tmp: Path) -> str:
@@ -56,15 +46,12 @@ def measure(uc: UseCase, tmp: Path) -> str:
     subprocess.run(
         ["tar", "--xattrs", "--xattrs-include=*", "-xpf", str(tar), "-C", str(out)], check=True
     )
-    points = mount(out)
-    try:
-        uc.checks(out)
-        checks = "pass"
-    except AssertionError as exc:
-        checks = f"FAIL: {str(exc)[:200]}"
-    finally:
-        for p in reversed(points):
-            subprocess.run(["umount", "-l", str(p)], check=False)
+    with proc_and_dev(out):
+        try:
+            uc.checks(out)
+            checks = "pass"
+        except AssertionError as exc:
+            checks = f"FAIL: {str(exc)[:200]}"
     full_size, full_files = tree_size(root)
     size, files = tree_size(out)
     largest = []

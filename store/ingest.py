@@ -160,9 +160,6 @@ class Recorder:
         self.events += seen
         return self.events
 
-    def add(self, event: Event) -> None:
-        self.record((event,))
-
     def flush(self) -> None:
         """Write what is pending in one transaction (and beat the run's heart)."""
         self._transaction(lambda conn: None)

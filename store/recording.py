@@ -6,7 +6,6 @@ This is where the tracer meets the store (the dependency goes that way only). Us
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -90,7 +89,7 @@ def trace_run(store: Store, request: TraceRequest, run_id: int | None = None) ->
             backend=backend.name,
             seconds=request.seconds,
         )
-    elif backend.name != "ptrace":
+    else:  # queued with what was asked for ("auto"): record what runs
         with store.engine.begin() as conn:
             conn.execute(update(Run).where(Run.id == run_id).values(backend=backend.name))
     recorder = Recorder(store, run_id)
@@ -123,7 +122,3 @@ def trace_run(store: Store, request: TraceRequest, run_id: int | None = None) ->
     status = "timed_out" if result is not None and result.timed_out else "completed"
     recorder.finish(result, status, lost_events=backend.lost_events)
     return outcome(status)
-
-
-def root_bytes(root: str | bytes) -> bytes:
-    return os.path.realpath(os.fsencode(root))

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -170,19 +171,29 @@ def debian_root() -> Iterator[Path]:
 @pytest.fixture
 def mounted(as_root: None) -> Iterator[object]:
     """Mount /proc and /dev in a chroot tree for the duration of a test: ``mounted(root)``."""
-    done: list[Path] = []
+    with ExitStack() as stack:
 
-    def mount(root: Path) -> Path:
+        def mount(root: Path) -> Path:
+            stack.enter_context(proc_and_dev(root))
+            return root
+
+        yield mount
+
+
+@contextmanager
+def proc_and_dev(root: Path) -> Iterator[Path]:
+    """/proc and the host's /dev mounted in ``root`` (as a container has them), then unmounted."""
+    done: list[Path] = []
+    try:
         for what, args in (("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"])):
             point = root / what
             point.mkdir(exist_ok=True)
             subprocess.run(["mount", *args, str(point)], check=True)
             done.append(point)
-        return root
-
-    yield mount
-    for point in reversed(done):
-        subprocess.run(["umount", "-l", str(point)], check=False)
+        yield root
+    finally:
+        for point in reversed(done):
+            subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -27,15 +27,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import TracerUnavailableError
 from .events import Event, Kind, Process, RunResult
 from .launch import find_program, prepare_child
 from .paths import Resolver, read_small, readlink
+from .proctable import ProcState
 from .ptrace_backend import CLEAN_ENV, Options
-from .syscalls import AT_EMPTY_PATH, AT_FDCWD, TABLE, Syscall
+from .syscalls import AT_EMPTY_PATH, AT_FDCWD, BY_NR, TABLE, Syscall
 
 PATH_MAX = 4096
 _NR_DUP, _NR_DUP2, _NR_DUP3, _NR_FCNTL = 32, 33, 292, 72
@@ -279,12 +279,6 @@ class _Loaded:
         type(self)._lock.release()
 
 
-@dataclass
-class _Proc:
-    cwd: bytes  # inside the traced root
-    fds: dict[int, bytes] = field(default_factory=dict)
-
-
 class EbpfBackend:
     """Run one command traced by eBPF; iterate over :meth:`events`, then read :attr:`result`."""
 
@@ -296,14 +290,12 @@ class EbpfBackend:
         self.lost_events = 0
         self.unresolved = 0  # paths whose directory could not be known (a bug if not 0)
         self._bcc = load_bcc()
-        self._procs: dict[int, _Proc] = {}
+        self._procs: dict[int, ProcState] = {}
         self._processes: dict[int, Process] = {}
         self._live: set[int] = set()
         self._paths = Resolver(options.chroot or b"/")
-        self._proot = b"" if not options.chroot else os.path.realpath(options.chroot)
         self._queue: list[Event] = []
         self._t0 = 0.0
-        self._by_nr = {c.nr: c for c in TABLE}
         self._timed_out = False
         self._listed: set[tuple[int, int, bytes]] = set()
 
@@ -323,7 +315,7 @@ class EbpfBackend:
         self._t0 = time.monotonic()
         pid, gate = self._spawn()
         traced[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
-        self._procs[pid] = _Proc(os.fsencode(self.options.cwd))
+        self._procs[pid] = ProcState(os.fsencode(self.options.cwd))
         self._processes[pid] = Process(pid, os.getpid(), tuple(map(os.fsencode, self.options.argv)))
         self._live.add(pid)
         os.write(gate, b"go")
@@ -400,7 +392,7 @@ class EbpfBackend:
         if kind == _EV_FORK:
             parent = self._procs.get(tgid) or self._procs.get(other)
             if parent is not None and tid not in self._procs:
-                self._procs[tid] = _Proc(parent.cwd, dict(parent.fds))
+                self._procs[tid] = parent.fork()
             if tid not in self._processes:
                 argv = self._processes[tgid].argv if tgid in self._processes else ()
                 self._processes[tid] = Process(tid, tgid, argv)
@@ -415,14 +407,11 @@ class EbpfBackend:
             if cmdline is not None and tgid in self._processes:
                 self._processes[tgid].argv = tuple(cmdline.rstrip(b"\0").split(b"\0"))
             return
-        call = self._by_nr.get(nr)
-        proc = self._procs.setdefault(tgid, _Proc(b"/"))
+        call = BY_NR.get(nr)
+        proc = self._procs.setdefault(tgid, ProcState(b"/"))
         if call is None:
             if nr in (_NR_DUP, _NR_DUP2, _NR_DUP3, _NR_FCNTL) and ret >= 0:
-                if dirfd in proc.fds:
-                    proc.fds[int(ret)] = proc.fds[dirfd]
-                else:
-                    proc.fds.pop(int(ret), None)
+                proc.dup(dirfd, int(ret))
             return
         path_raw = raw[_HEAD.size : _HEAD.size + max(length - 1, 0)]
         err = -ret if -4096 < ret < 0 else 0
@@ -446,20 +435,18 @@ class EbpfBackend:
             if resolved is None:
                 return
             path = resolved
-        if call.kind == Kind.LIST and err == 0 and (tgid, dirfd, path) in self._listed:
-            return
         if call.kind == Kind.LIST:
+            if (tgid, dirfd, path) in self._listed:
+                return  # the same directory read on: already recorded
             self._listed.add((tgid, dirfd, path))
-        if call.kind == Kind.OPEN and ret >= 0:
-            proc.fds[int(ret)] = path
-        elif call.kind == Kind.CHDIR and not err and not call.changes_root:
-            proc.cwd = path
-        if call.kind == Kind.MKDIR and not err:
-            self._paths.forget_dirs()
+        if not err:
+            proc.after(call, path, int(ret))
+            if call.kind == Kind.MKDIR:
+                self._paths.forget_dirs()
         self._emit(call.kind, path, err, tgid, flags)
 
     def _resolve(
-        self, proc: _Proc, call: Syscall, raw: bytes, dirfd: int, at_flags: int, tgid: int = 0
+        self, proc: ProcState, call: Syscall, raw: bytes, dirfd: int, at_flags: int, tgid: int
     ) -> bytes | None:
         """The path inside the root, directory part resolved; None for an fd-only call."""
         if not raw:
@@ -478,10 +465,9 @@ class EbpfBackend:
                     self.unresolved += 1
                     return None
                 proc.fds[dirfd] = base
-        host_base = None
-        if base is not None:
-            host_base = (self._proot + base) if base != b"/" else (self._proot or b"/")
-        return self._paths.report(self._paths.absolute(self._proot, host_base, raw))
+        prefix = self._paths.prefix  # the traced root on the host (b"" for /)
+        host_base = None if base is None else (prefix + base if base != b"/" else prefix or b"/")
+        return self._paths.report(self._paths.absolute(prefix, host_base, raw))
 
     def _fd_from_proc(self, pid: int, fd: int) -> bytes | None:
         host = readlink(b"/proc/%d/fd/%d" % (pid, fd))

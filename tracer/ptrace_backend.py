@@ -193,8 +193,7 @@ class PtraceBackend:
         try:
             for pid, status in self._waits():
                 if status >> 8 == _SECCOMP_STOP:  # the common case, kept short
-                    tracee = tracees.get(pid) or self._tracee(pid)
-                    event = self._seccomp_stop(pid, tracee)
+                    event = self._syscall_stop(pid, tracees.get(pid) or self._tracee(pid))
                     if event is not None:
                         yield event
                 elif _ended(status):
@@ -217,7 +216,9 @@ class PtraceBackend:
         stopsig = os.WSTOPSIG(status)
         event = status >> 16
         if stopsig == signal.SIGTRAP | 0x80:  # syscall stop (entry or exit)
-            yield from self._syscall_stop(pid, tracee)
+            recorded = self._syscall_stop(pid, tracee)
+            if recorded is not None:
+                yield recorded
             return
         if stopsig == signal.SIGTRAP and event:
             if event in (_EV_FORK, _EV_VFORK, _EV_CLONE):
@@ -265,43 +266,28 @@ class PtraceBackend:
 
     # -- syscalls ------------------------------------------------------------------------------
 
-    def _seccomp_stop(self, pid: int, tracee: _Tracee) -> Event | None:
-        """A recorded syscall's entry: one event (or a pending one), then the tracee runs on."""
+    def _syscall_stop(self, pid: int, tracee: _Tracee) -> Event | None:
+        """A seccomp stop (a recorded call's entry), or with every syscall stopping an entry or
+        exit stop: at most one event, then the tracee runs on (to its exit stop if pending)."""
         event = None
         try:
             _ptrace(PTRACE_GET_SYSCALL_INFO, pid, 88, self._addr)
         except TracerError:
             pass
         else:
-            nr, *args = _NR_ARGS.unpack_from(self._info, _INFO.size)
-            call = BY_NR.get(nr)
-            if call is not None:
-                event = self._entered(pid, tracee, call, args)
-        request = PTRACE_CONT if tracee.pending is None else PTRACE_SYSCALL
-        with contextlib.suppress(PtraceError):  # it died meanwhile: waitpid will say so
-            _pt.ptrace(request, pid, 0, 0)
+            op = self._view[0]
+            if op == _OP_EXIT:
+                if tracee.pending is not None:
+                    event = self._exited(pid, tracee)
+            elif op in (_OP_SECCOMP, _OP_ENTRY):
+                nr, *args = _NR_ARGS.unpack_from(self._info, _INFO.size)
+                call = BY_NR.get(nr)
+                if call is not None:
+                    event = self._entered(pid, tracee, call, args)
+        self._resume(pid, 0)
         return event
 
-    def _syscall_stop(self, pid: int, tracee: _Tracee) -> Iterator[Event]:
-        try:
-            _ptrace(PTRACE_GET_SYSCALL_INFO, pid, 88, self._addr)
-        except TracerError:
-            self._resume(pid, 0)
-            return
-        op = self._view[0]
-        if op == _OP_EXIT:
-            if tracee.pending is not None:
-                yield from self._exited(pid, tracee)
-        elif op in (_OP_SECCOMP, _OP_ENTRY):
-            nr, *args = _NR_ARGS.unpack_from(self._info, _INFO.size)
-            call = BY_NR.get(nr)
-            if call is not None:
-                event = self._entered(pid, tracee, call, args)
-                if event is not None:
-                    yield event
-        self._resume(pid, 0)
-
-    def _exited(self, pid: int, tracee: _Tracee) -> Iterator[Event]:
+    def _exited(self, pid: int, tracee: _Tracee) -> Event | None:
         """The exit stop of a call whose outcome only the kernel knows."""
         assert tracee.pending is not None
         call, path, flags = tracee.pending
@@ -312,8 +298,9 @@ class PtraceBackend:
             tracee.root = None  # read again at its next path
         if call.kind == Kind.MKDIR and not err:
             self._paths.forget_dirs()
-        if call.kind != Kind.EXEC or err:  # a successful exec is its ptrace event
-            yield self._event(call.kind, path, err, pid, flags)
+        if call.kind == Kind.EXEC and not err:
+            return None  # a successful exec is its ptrace event
+        return self._event(call.kind, path, err, pid, flags)
 
     def _entered(self, pid: int, tracee: _Tracee, call: Syscall, args: list[int]) -> Event | None:
         """A recorded call at its entry: an event now, or a pending one for the exit stop."""

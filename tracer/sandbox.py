@@ -16,8 +16,10 @@ even a tracer killed with SIGKILL leaves nothing mounted on the host.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from types import TracebackType
 
 from . import linux
@@ -150,3 +152,14 @@ class Sandbox:
             self.base = b""
         if errors:
             raise TracerUnavailableError(f"cleaning up the overlay: {errors[0]}")
+
+
+@contextlib.contextmanager
+def chroot_for(root: str | bytes) -> Iterator[bytes | None]:
+    """Where to run commands of ``root``: None for the host's ``/`` (no sandbox), else a
+    :class:`Sandbox` of it for the duration (its merged directory)."""
+    if os.path.realpath(os.fsencode(root)) == b"/":
+        yield None
+        return
+    with Sandbox(root) as sandbox:
+        yield sandbox.merged

@@ -14,15 +14,16 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 import re
+import signal
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .events import Event, Kind, Process, RunResult
+from .proctable import ProcState
 from .syscalls import AT_FDCWD, TABLE, Syscall
 
 BY_NAME: dict[str, Syscall] = {s.name: s for s in TABLE}
 _FORKS = {"fork", "vfork", "clone", "clone3"}
-_FD_RETURNING = {"open", "openat", "openat2", "creat"}
 _FD_TABLE = {"close", "dup", "dup2", "dup3", "fcntl"}  # followed when the log has them (no -e)
 _ERRNO = {name: number for number, name in errno_mod.errorcode.items()}
 _FLAG_VALUES = {
@@ -56,7 +57,6 @@ _RESULT = re.compile(
     rb"\s*=\s*(-?\d+|0x[0-9a-fA-F]+|\?)(?:<(?P<fdpath>(?:[^>\\]|\\.)*)>)?(?:\s+(E[A-Z0-9]+))?"
 )
 _EXIT = re.compile(rb"^\+\+\+ (?:exited with (\d+)|killed by (SIG[A-Z0-9]+))")
-_SIGNALS = {"SIGKILL": 9, "SIGTERM": 15, "SIGSEGV": 11, "SIGABRT": 6, "SIGINT": 2, "SIGHUP": 1}
 
 
 class StraceLogError(ValueError):
@@ -161,19 +161,13 @@ def _flags(text: bytes) -> int:
     return value
 
 
-@dataclass
-class _Proc:
-    cwd: bytes
-    fds: dict[int, bytes] = field(default_factory=dict)
-
-
 class StraceLog:
     """Iterate over :meth:`events` of a log; then :attr:`result` holds its processes."""
 
     def __init__(self, lines: Iterable[bytes], cwd: bytes = b"/") -> None:
         self._lines = lines
         self._cwd = cwd
-        self._procs: dict[int, _Proc] = {}
+        self._procs: dict[int, ProcState] = {}
         self._processes: dict[int, Process] = {}
         self._pending: dict[int, bytes] = {}
         self.result: RunResult | None = None
@@ -182,10 +176,10 @@ class StraceLog:
         self.calls = 0  # lines read as a system call and its result
         self.root_pid: int | None = None  # the pid of the log's first line
 
-    def _proc(self, pid: int) -> _Proc:
+    def _proc(self, pid: int) -> ProcState:
         proc = self._procs.get(pid)
         if proc is None:
-            proc = self._procs[pid] = _Proc(self._cwd)
+            proc = self._procs[pid] = ProcState(self._cwd)
             self._processes.setdefault(pid, Process(pid, 0))
         return proc
 
@@ -234,7 +228,8 @@ class StraceLog:
         if m.group(1) is not None:
             proc.exit_code = int(m.group(1))
         else:
-            proc.signal = _SIGNALS.get(m.group(2).decode(), 0)
+            name = m.group(2).decode()
+            proc.signal = signal.Signals[name].value if name in signal.Signals.__members__ else 0
 
     def _call(self, pid: int, body: bytes) -> Iterator[Event]:
         paren = body.find(b"(")
@@ -254,7 +249,7 @@ class StraceLog:
         proc = self._proc(pid)
         if name in _FORKS:
             if ret > 0:
-                self._procs[ret] = _Proc(proc.cwd, dict(proc.fds))
+                self._procs[ret] = proc.fork()
                 child = self._processes.setdefault(ret, Process(ret, pid))
                 child.ppid, child.argv = pid, self._processes[pid].argv
             return
@@ -269,7 +264,7 @@ class StraceLog:
         yield event
 
     def _event(
-        self, pid: int, proc: _Proc, call: Syscall, args: list[_Arg], err: int
+        self, pid: int, proc: ProcState, call: Syscall, args: list[_Arg], err: int
     ) -> Event | None:
         flags = call.fixed_flags
         if call.flags is not None and call.flags < len(args):
@@ -298,20 +293,17 @@ class StraceLog:
         return Event(call.kind, _normalize(path), err, pid, flags)
 
     @staticmethod
-    def _fd_table(proc: _Proc, name: str, args: list[_Arg], ret: int) -> None:
+    def _fd_table(proc: ProcState, name: str, args: list[_Arg], ret: int) -> None:
         """close and dup*: keep the descriptor table right for logs without ``-y``."""
         fd = _number(args[0].text) if args else None
         if fd is None or ret < 0:
             return
         if name == "close":
-            proc.fds.pop(fd, None)
+            proc.close(fd)
         elif name != "fcntl" or (len(args) > 1 and args[1].text.startswith(b"F_DUPFD")):
-            if fd in proc.fds:
-                proc.fds[ret] = proc.fds[fd]
-            else:
-                proc.fds.pop(ret, None)
+            proc.dup(fd, ret)
 
-    def _fd_path(self, proc: _Proc, arg: _Arg) -> bytes | None:
+    def _fd_path(self, proc: ProcState, arg: _Arg) -> bytes | None:
         if arg.fdpath is not None:
             return arg.fdpath
         fd = _number(arg.text)
@@ -322,7 +314,7 @@ class StraceLog:
     def _after(
         self,
         pid: int,
-        proc: _Proc,
+        proc: ProcState,
         call: Syscall,
         path: bytes,
         args: list[_Arg],
@@ -330,11 +322,8 @@ class StraceLog:
         fdpath: bytes | None,
     ) -> None:
         """Follow the state later relative paths depend on."""
-        if call.name in _FD_RETURNING and ret >= 0:
-            proc.fds[ret] = unescape(fdpath) if fdpath is not None else path
-        elif call.kind == Kind.CHDIR and not call.changes_root:
-            proc.cwd = path
-        elif call.kind == Kind.EXEC:
+        proc.after(call, unescape(fdpath) if fdpath is not None else path, ret)
+        if call.kind == Kind.EXEC:
             argv = args[1].text if len(args) > 1 else b""
             words = [unescape(w) for w in re.findall(rb'"((?:[^"\\]|\\.)*)"', argv)]
             if words:

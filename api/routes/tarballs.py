@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
@@ -34,26 +33,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class _Hashing:
-    """A file wrapper that hashes what is written (the tar's digest without a second read)."""
-
-    def __init__(self, fh: Any) -> None:
-        self.fh = fh
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return int(self.fh.write(data))
-
-    def seekable(self) -> bool:
-        return False
-
-    def flush(self) -> None:
-        self.fh.flush()
-
-
 def _inputs(st: State, body: TarballCreate, root: bytes, run_ids: list[int]) -> dict[str, Any]:
     runs = []
     for run_id in run_ids:
@@ -73,7 +52,9 @@ def _inputs(st: State, body: TarballCreate, root: bytes, run_ids: list[int]) -> 
     }
 
 
-def _build(st: State, body: TarballCreate, root: bytes, run_ids: list[int], key: str) -> int:
+def _build(
+    st: State, body: TarballCreate, root: bytes, run_ids: list[int], key: str, inputs: str
+) -> int:
     fs, plan = plan_for(
         st.settings,
         st.store,
@@ -87,28 +68,16 @@ def _build(st: State, body: TarballCreate, root: bytes, run_ids: list[int], key:
     )
     folder = st.settings.artifacts_dir
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tarball-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            out = _Hashing(fh)
-            writers.write_tar(plan, fs, out)  # type: ignore[arg-type]
-            fh.flush()
-            os.fsync(fh.fileno())
-        digest = out.sha.hexdigest()
-        final = os.path.join(folder, f"{digest}.tar")
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    inputs = json.dumps(_inputs(st, body, root, run_ids), sort_keys=True)
+    final = os.path.join(folder, f"{key}.tar")  # named by its inputs: a rebuild replaces it
+    sha = hashlib.sha256()
+    writers.write_tar_file(plan, fs, final, sha)
     with st.store.session() as s:
         artifact = Artifact(
             kind="tar",
             input_key=key,
             inputs=inputs,
-            digest=digest,
-            size=out.size,
+            digest=sha.hexdigest(),
+            size=os.path.getsize(final),
             location=final,
             created_at=now(),
         )
@@ -150,8 +119,8 @@ async def create_tarball(body: TarballCreate, st: StateDep, response: Response) 
         raise ApiError(404, f"no run has the labels {', '.join(body.labels)}")
     if not (run_ids or body.executables or body.includes):
         raise ApiError(422, "nothing to keep: name runs, labels, executables or includes")
-    inputs = _inputs(st, body, root, run_ids)
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    inputs = json.dumps(_inputs(st, body, root, run_ids), sort_keys=True)
+    key = hashlib.sha256(inputs.encode()).hexdigest()
     with st.store.session() as s:
         artifact = s.scalar(select(Artifact).where(Artifact.input_key == key))
     if artifact is not None and artifact.location and os.path.exists(artifact.location):
@@ -162,7 +131,7 @@ async def create_tarball(body: TarballCreate, st: StateDep, response: Response) 
         with st.store.session() as s:
             s.delete(s.get(Artifact, artifact.id))
             s.commit()
-    artifact_id = await run_in_threadpool(_build, st, body, root, run_ids, key)
+    artifact_id = await run_in_threadpool(_build, st, body, root, run_ids, key, inputs)
     with st.store.session() as s:
         artifact = s.get(Artifact, artifact_id)
     assert artifact is not None

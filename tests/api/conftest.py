@@ -94,11 +94,14 @@ def stop(server: Server) -> None:
             server.proc.kill()
 
 
-def wait_run(c: httpx.Client | TestClient, run_id: int, timeout: float = 60) -> dict[str, object]:
+def wait_run(
+    c: httpx.Client | TestClient, run_id: int, timeout: float = 60, until: str | None = None
+) -> dict[str, object]:
+    """The run once it has ended (or reached status ``until``); an error after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = c.get(f"/runs/{run_id}").json()
-        if run["status"] not in ("queued", "running"):
+        if run["status"] == until or (until is None and run["status"] not in ("queued", "running")):
             return dict(run)
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} still {run['status']}")

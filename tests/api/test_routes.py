@@ -158,12 +158,7 @@ def test_cancel_a_running_trace(mini_root: Path, tmp_path: Path) -> None:
             },
         )
         run_id = r.json()["id"]
-        for _ in range(100):
-            if c.get(f"/runs/{run_id}").json()["status"] == "running":
-                break
-            import time
-
-            time.sleep(0.1)
+        wait_run(c, run_id, timeout=10, until="running")
         assert c.delete(f"/runs/{run_id}").status_code == 202
         run = wait_run(c, run_id, timeout=20)
         assert run["status"] == "cancelled"

@@ -147,10 +147,7 @@ def test_kill_9_during_a_trace_then_restart(mini_root: Path, tmp_path: Path) -> 
             },
         )
         run_id = r.json()["id"]
-        for _ in range(100):
-            if c.get(f"/runs/{run_id}").json()["status"] == "running":
-                break
-            time.sleep(0.1)
+        wait_run(c, run_id, timeout=10, until="running")
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
     deadline = time.monotonic() + 10

@@ -110,33 +110,29 @@ def test_bad_input(tmp_path: Path) -> None:
     assert wrong.returncode == 1 and b"error" in wrong.stderr
 
 
+def start(db: str, *args: str) -> subprocess.Popen[bytes]:
+    """``minicon ARGS`` on store ``db``, in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "minicon", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MINICON_DB": db},
+    )
+
+
+def all_succeed(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    for p in procs:
+        _, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err
+
+
 def test_concurrent_writers_on_one_sqlite_file(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 's.db'}"
-    env = {**os.environ, "MINICON_DB": db}
     workload = "for i in $(seq 60); do ls /usr/bin > /dev/null; cat /etc/os-release; done"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "minicon",
-                "trace",
-                "--label",
-                f"w{i}",
-                "--",
-                "sh",
-                "-c",
-                workload,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        for i in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
+    all_succeed(
+        [start(db, "trace", "--label", f"w{i}", "--", "sh", "-c", workload) for i in range(2)],
+        timeout=120,
+    )
     with Store(db) as store:
         runs = queries.list_runs(store)
         assert [r.status for r in runs] == ["completed", "completed"]
@@ -148,15 +144,9 @@ def test_concurrent_writers_on_one_sqlite_file(tmp_path: Path) -> None:
 
 def test_kill_9_marks_the_run_interrupted_and_keeps_its_events(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 's.db'}"
-    env = {**os.environ, "MINICON_DB": db}
     marker = tmp_path / "started"
     script = f"touch {marker}; while true; do cat /etc/os-release > /dev/null; done"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "minicon", "trace", "--", "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    proc = start(db, "trace", "--", "sh", "-c", script)
     deadline = time.monotonic() + 30
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -179,16 +169,4 @@ def test_many_processes_open_a_new_store_at_once(tmp_path: Path) -> None:
     """Creating the schema and switching to WAL happen once, whoever comes first."""
     for round_ in range(3):
         db = f"sqlite:///{tmp_path / f'new{round_}.db'}"
-        env = {**os.environ, "MINICON_DB": db}
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "minicon", "runs", "list"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=env,
-            )
-            for _ in range(6)
-        ]
-        for p in procs:
-            _, err = p.communicate(timeout=60)
-            assert p.returncode == 0, err
+        all_succeed([start(db, "runs", "list") for _ in range(6)], timeout=60)
