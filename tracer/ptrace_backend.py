@@ -245,17 +245,21 @@ class PtraceBackend:
         return tracee
 
     def _new_process(self, child: int, parent: int, *, thread: bool) -> None:
+        """The parent's fork event. The child may have reported (even exec'd) already: what it
+        learned then (its root, its new argv) is newer than the parent's and is kept."""
+        early = child in self._tracees
         self._tracee(child)
         if thread and _tgid(child) != child:
             self._threads.add(child)
             self._processes.pop(child, None)
             return
         parent_tracee = self._tracees.get(parent)
-        if parent_tracee is not None:  # a child starts in its parent's root
+        if parent_tracee is not None and not early:  # a child starts in its parent's root
             self._tracees[child].root = parent_tracee.root
         proc = self._processes.setdefault(child, Process(child, parent))
         proc.ppid = parent
-        proc.argv = self._processes[parent].argv if parent in self._processes else ()
+        if not (early and proc.argv) and parent in self._processes:
+            proc.argv = self._processes[parent].argv
 
     def _resume(self, pid: int, sig: int) -> None:
         tracee = self._tracees.get(pid)
