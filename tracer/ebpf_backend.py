@@ -1,16 +1,20 @@
 """The eBPF backend (bcc): syscall tracepoints, no stop of the traced programs.
 
-One probe pair per recorded syscall (``syscalls:sys_enter_X`` saves the arguments of a traced
-process's call, ``sys_exit_X`` sends them with the path string and the return value through a
-ring buffer), and ``sched_process_fork``/``exec``/``exit`` keep the set of traced processes in a
-kernel map, so other processes on the machine cost one map lookup. The program is generated from
-the same syscall table as the ptrace backend's seccomp filter.
+``raw_syscalls:sys_enter`` saves the arguments of a traced process's recorded call (a switch on
+the syscall number, generated from the same table as the ptrace backend's seccomp filter) and
+``sys_exit`` sends them with the path string and the return value through a ring buffer;
+``sched_process_fork``/``exec``/``exit`` keep the set of traced processes in a kernel map, so
+other processes on the machine cost one map lookup. An exec also sends its argv (read at its
+entry) and exit_group its status, so processes are recorded as the ptrace backend records them.
 
 The command starts only once the probes are attached: the child waits on a pipe until its pid
-is in the map. Relative and dirfd-relative paths are resolved here, from each process's working
-directory and descriptors followed through its own chdir, open and fork events (as the kernel
-resolves them; the directory part's symlinks as :mod:`tracer.paths` does). Events the ring
-buffer could not take are counted (``lost_events``), never silently dropped.
+is in the map. The run ends when the exit record of its last task has been read (a task's
+exit comes after its last call in the buffer): no polling delay, no grace period. Threads are
+followed (they share their process's entry) and are not processes. Relative and dirfd-relative
+paths are resolved here, from each process's working directory and descriptors followed through
+its own chdir, open, dup and fork events (as the kernel resolves them; the directory part's
+symlinks as :mod:`tracer.paths` does). Events the ring buffer could not take are counted
+(``lost_events``), never silently dropped.
 
 bcc comes from Debian's python3-bpfcc and compiles the program with the running kernel's
 headers: ``scripts/ebpf.sh`` installs them (see its comments for kernels without their own).
@@ -40,8 +44,12 @@ from .syscalls import AT_EMPTY_PATH, AT_FDCWD, BY_NR, TABLE, Syscall
 PATH_MAX = 4096
 _NR_DUP, _NR_DUP2, _NR_DUP3, _NR_FCNTL = 32, 33, 292, 72
 _NR_GETDENTS64, _NR_GETDENTS = 217, 78
+_TRACEFS = "/sys/kernel/tracing"
 _DIST = "/usr/lib/python3/dist-packages"  # where Debian's python3-bpfcc installs bcc
-_EV_CALL, _EV_EXEC_PATH, _EV_FORK, _EV_EXEC, _EV_EXIT = 0, 1, 2, 3, 4
+_EV_CALL, _EV_EXEC_PATH, _EV_FORK, _EV_EXEC, _EV_EXIT, _EV_STATUS, _EV_ARGV = range(7)
+ARGV_MAX, ARGV_COUNT = 4096, 64  # what the kernel copies of an exec's argv (bytes, strings)
+_NR_EXIT, _NR_EXIT_GROUP = 60, 231
+_IDLE = 0.1  # how often an idle trace checks its deadline and for lost exits (seconds)
 _HEAD = struct.Struct("=IIIIqiIII")  # type, tgid, tid, nr, ret, dirfd, flags, other, len
 
 
@@ -64,10 +72,10 @@ def load_bcc() -> Any:
             f"bcc needs headers of the running kernel: /lib/modules/{release}/build is missing "
             "(bash scripts/ebpf.sh installs the nearest Debian headers and links them)"
         )
-    if not os.path.isdir("/sys/kernel/tracing/events/syscalls"):
+    if not os.path.isdir(f"{_TRACEFS}/events/syscalls"):
         with contextlib.suppress(OSError):
-            os.system("mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null")
-        if not os.path.isdir("/sys/kernel/tracing/events/syscalls"):
+            os.system(f"mount -t tracefs tracefs {_TRACEFS} 2>/dev/null")
+        if not os.path.isdir(f"{_TRACEFS}/events/syscalls"):
             raise TracerUnavailableError("no syscall tracepoints (tracefs) on this kernel")
     return bcc
 
@@ -98,6 +106,34 @@ static __always_inline void send(struct event *e) {{
     u32 len = e->len & (PATH_MAX_ - 1);
     if (len != e->len) count_lost();
     if (events.ringbuf_output(e, sizeof(struct event) - PATH_MAX_ + len, 0) != 0) count_lost();
+}}
+
+/* an exec's argv, read from the caller at its entry (the new image's is out of reach without
+   task_struct offsets): the last one a thread sent before its exec succeeded is the one */
+struct argv_event {{
+    u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
+    char buf[2 * {ARGV_MAX}];
+}};
+BPF_PERCPU_ARRAY(argv_scratch, struct argv_event, 1);
+static __always_inline void send_argv(u64 id, u64 uargv) {{
+    int zero = 0;
+    struct argv_event *e = argv_scratch.lookup(&zero);
+    if (!e) return;
+    e->type = {_EV_ARGV}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = 0; e->ret = 0;
+    e->dirfd = 0; e->flags = 0; e->other = 0;
+    u32 off = 0;
+    #pragma unroll
+    for (int i = 0; i < {ARGV_COUNT}; i++) {{
+        u64 p = 0;
+        if (bpf_probe_read_user(&p, sizeof(p), (void *)(uargv + i * 8)) != 0 || p == 0) break;
+        if (off >= {ARGV_MAX}) {{ e->other = 1; break; }}
+        long n = bpf_probe_read_user_str(&e->buf[off & ({ARGV_MAX} - 1)], {ARGV_MAX}, (void *)p);
+        if (n <= 0) break;
+        off += n;
+    }}
+    off &= 2 * {ARGV_MAX} - 1;
+    e->len = off;
+    if (events.ringbuf_output(e, sizeof(*e) - 2 * {ARGV_MAX} + off, 0) != 0) count_lost();
 }}
 
 static __always_inline int is_traced(void) {{
@@ -135,8 +171,10 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit) {{
 }}
 
 TRACEPOINT_PROBE(sched, sched_process_fork) {{
+    if (!is_traced()) return 0;  /* the forking task is the current one */
     u32 parent = args->parent_pid;
-    if (!traced.lookup(&parent)) return 0;
+    /* a process or a thread: this tracepoint cannot tell, so both are in the map; a thread's
+       own entry goes at its exit (or its exec) */
     u32 child = args->child_pid;
     u8 one = 1;
     traced.update(&child, &one);
@@ -155,6 +193,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {{
     e->type = {_EV_EXEC}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = args->pid;
     e->other = args->old_pid; e->len = 0;
     events.ringbuf_submit(e, 0);
+    if (args->old_pid != args->pid) {{ u32 old = args->old_pid; traced.delete(&old); }}
     int zero = 0;  /* the kernel's own copy of the file name: always readable */
     struct event *x = scratch.lookup(&zero);
     if (!x) return 0;
@@ -177,13 +216,30 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
         e->type = {_EV_EXIT}; e->tgid = tgid; e->tid = (u32)id; e->len = 0;
         events.ringbuf_submit(e, 0);
     }} else count_lost();
-    if ((u32)id == tgid) traced.delete(&tgid);
+    if ({_group_dead()}) traced.delete(&tgid);  /* its pid may be reused by anyone */
+    if ((u32)id != tgid) {{ u32 tid = id; traced.delete(&tid); }}
     return 0;
 }}
 """
     ]
     parts.append(_enter_probe())
     return "\n".join(parts)
+
+
+def _group_dead() -> str:
+    """When a process is gone: its last thread exits. Kernels since 6.16 say so in the exit
+    tracepoint; before, the leader's exit stands for it (a thread that execs after its leader
+    exited is then lost: the kernel has no cheaper way to tell without task_struct offsets,
+    which bcc takes from headers that may not match the running kernel)."""
+    fmt = read_small(f"{_TRACEFS}/events/sched/sched_process_exit/format") or b""
+    return "args->group_dead" if b"group_dead" in fmt else "(u32)id == tgid"
+
+
+def _argv_of(call: Syscall) -> str:
+    """An exec's argv pointer: the argument after the path (execve's 1, execveat's 2)."""
+    if call.kind != Kind.EXEC or call.path is None:
+        return ""
+    return f"argv = {_arg(call.path + 1, 'u64')}; "
 
 
 def _arg(index: int | None, cast: str) -> str:
@@ -208,7 +264,8 @@ def _enter_probe() -> str:
         cases.append(
             f"    case {call.nr}: f.ptr = {_arg(call.path, 'u64')}; f.dirfd = {dirfd}; "
             f"f.flags = {flags}; f.other = {_arg(call.at_flags, 'u32')}; "
-            f"exec = {1 if call.kind == Kind.EXEC else 0}; break;"
+            f"exec = {1 if call.kind == Kind.EXEC else 0}; "
+            f"{_argv_of(call)}break;"
         )
     # dup, dup2, dup3 and fcntl(F_DUPFD, F_DUPFD_CLOEXEC): the descriptor table of a process
     # (find walks with duplicated directory fds), sent as an fd-only call with nr kept
@@ -226,13 +283,23 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter) {{
     u64 id = bpf_get_current_pid_tgid();
     struct inflight f = {{}};
     int exec = 0;
+    u64 argv = 0;
     switch (args->id) {{
 {chr(10).join(cases)}
+    case {_NR_EXIT}: case {_NR_EXIT_GROUP}: {{  /* the process's exit status */
+        struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+        if (!e) {{ count_lost(); return 0; }}
+        e->type = {_EV_STATUS}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = args->id;
+        e->ret = args->args[0] & 0xff; e->len = 0;
+        events.ringbuf_submit(e, 0);
+        return 0;
+    }}
     default: return 0;
     }}
     f.nr = args->id;
     f.other2 = exec;
     inflight.update(&id, &f);
+    if (exec) send_argv(id, argv);
     return 0;
 }}
 """
@@ -248,11 +315,11 @@ class _Loaded:
 
     def __init__(self, bcc: Any) -> None:
         try:
-            self.bpf = bcc.BPF(text=bpf_program())
+            self.bpf = bcc.BPF(text=bpf_program().encode())
         except Exception as exc:  # bcc raises plain Exceptions when the kernel refuses
             raise TracerUnavailableError(f"the kernel refused the eBPF program: {exc}") from None
         self.sink: Any = None
-        self.bpf["events"].open_ring_buffer(self._dispatch)
+        self.bpf[b"events"].open_ring_buffer(self._dispatch)
 
     def _dispatch(self, ctx: Any, data: Any, size: int) -> None:
         sink = self.sink
@@ -273,9 +340,9 @@ class _Loaded:
 
     def release(self) -> None:
         self.sink = None
-        self.bpf["traced"].clear()
-        self.bpf["inflight"].clear()
-        self.bpf["lost"][ctypes.c_int(0)] = ctypes.c_ulonglong(0)
+        self.bpf[b"traced"].clear()
+        self.bpf[b"inflight"].clear()
+        self.bpf[b"lost"][ctypes.c_int(0)] = ctypes.c_ulonglong(0)
         type(self)._lock.release()
 
 
@@ -292,12 +359,15 @@ class EbpfBackend:
         self._bcc = load_bcc()
         self._procs: dict[int, ProcState] = {}
         self._processes: dict[int, Process] = {}
-        self._live: set[int] = set()
         self._paths = Resolver(options.chroot or b"/")
         self._queue: list[Event] = []
         self._t0 = 0.0
         self._timed_out = False
         self._listed: set[tuple[int, int, bytes]] = set()
+        self._live: set[int] = set()  # tasks (processes and threads) not known to have exited
+        self._threads: set[int] = set()
+        self._argv: dict[int, tuple[bytes, ...]] = {}  # the last exec's argv each task sent
+        self._records = 0
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -311,43 +381,50 @@ class EbpfBackend:
             loaded.release()
 
     def _run(self, bpf: Any) -> Iterator[Event]:
-        traced = bpf["traced"]
+        """Consume until the traced tree is gone: the records say when (every task's exit comes
+        after its last call), so the end costs no polling delay and no grace period."""
+        traced = bpf[b"traced"]
         self._t0 = time.monotonic()
         pid, gate = self._spawn()
         traced[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+        self._root = pid
         self._procs[pid] = ProcState(os.fsencode(self.options.cwd))
         self._processes[pid] = Process(pid, os.getpid(), tuple(map(os.fsencode, self.options.argv)))
         self._live.add(pid)
         os.write(gate, b"go")
         os.close(gate)
         deadline = time.monotonic() + self.options.seconds if self.options.seconds > 0 else None
-        status = None
-        while True:
-            bpf.ring_buffer_poll(30)
+        while self._live:
+            wait = _IDLE if deadline is None else min(_IDLE, deadline - time.monotonic())
+            seen = self._records
+            bpf.ring_buffer_poll(max(int(wait * 1000), 0))
             yield from self._drain()
-            if status is None:
-                done, st = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    status = st
-                    self._live.discard(pid)
-            if status is not None and not self._live:
-                break
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 self._timed_out = True
-                self._kill_all(pid)
-                if status is None:
-                    _, status = os.waitpid(pid, 0)
                 break
-        time.sleep(0.02)  # the last events of the tree still in flight
-        bpf.ring_buffer_consume()
-        yield from self._drain()
-        self._kill_all(pid)  # daemons left behind: nothing survives the run
-        self.lost_events = int(bpf["lost"][ctypes.c_int(0)].value)
+            if self._records == seen:
+                self._forget_the_dead()  # idle: an exit the ring buffer could not take
+        self._kill_all(pid)  # daemons left behind, or the time is up: nothing survives the run
+        _, status = os.waitpid(pid, 0)
+        if self._timed_out:
+            time.sleep(0.01)  # the killed tree's last records
+            bpf.ring_buffer_consume()
+            yield from self._drain()
+        self.lost_events = int(bpf[b"lost"][ctypes.c_int(0)].value)
         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         root = self._processes[pid]
         root.exit_code, root.signal = exit_code, sig
+        for tid in self._threads:
+            self._processes.pop(tid, None)
         self.result = RunResult(exit_code, sig, self._timed_out, self._processes)
+
+    def _forget_the_dead(self) -> None:
+        """Tasks gone (or zombies) whose exit record was lost: they must not hold the run open."""
+        for tid in list(self._live):
+            stat = read_small(f"/proc/{tid}/stat")
+            if stat is None or stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"Z", b"X"):
+                self._live.discard(tid)
 
     def _drain(self) -> Iterator[Event]:
         queue, self._queue = self._queue, []
@@ -387,10 +464,11 @@ class EbpfBackend:
     # -- one ring-buffer record ------------------------------------------------------------------
 
     def _on_event(self, ctx: Any, data: Any, size: int) -> None:
+        self._records += 1
         raw = ctypes.string_at(data, size)
         kind, tgid, tid, nr, ret, dirfd, flags, other, length = _HEAD.unpack_from(raw)
-        if kind == _EV_FORK:
-            parent = self._procs.get(tgid) or self._procs.get(other)
+        if kind == _EV_FORK:  # a process or a thread: a thread shows itself by its tgid later
+            parent = self._procs.get(tgid)
             if parent is not None and tid not in self._procs:
                 self._procs[tid] = parent.fork()
             if tid not in self._processes:
@@ -399,13 +477,28 @@ class EbpfBackend:
             self._live.add(tid)
             return
         if kind == _EV_EXIT:
-            if tid == tgid:
-                self._live.discard(tgid)
+            self._live.discard(tid)
+            if tid != tgid:
+                self._threads.add(tid)
+                self._procs.pop(tid, None)
+            return
+        if kind == _EV_ARGV:
+            args = raw[_HEAD.size : _HEAD.size + length].split(b"\0")[:-1]
+            self._argv[tid] = tuple(args)
+            return
+        if kind == _EV_STATUS:
+            if tgid in self._processes and (nr == _NR_EXIT_GROUP or tid == tgid):
+                self._processes[tgid].exit_code = int(ret)
             return
         if kind == _EV_EXEC:
-            cmdline = read_small(f"/proc/{tgid}/cmdline")
-            if cmdline is not None and tgid in self._processes:
-                self._processes[tgid].argv = tuple(cmdline.rstrip(b"\0").split(b"\0"))
+            if other != tgid:  # a thread exec'd: it is the process now, its old tid is gone
+                self._live.discard(other)
+                self._threads.add(other)
+                self._procs.pop(other, None)
+                self._live.add(tgid)
+            exec_argv = self._argv.pop(other, None)
+            if exec_argv is not None and tgid in self._processes:
+                self._processes[tgid].argv = exec_argv
             return
         call = BY_NR.get(nr)
         proc = self._procs.setdefault(tgid, ProcState(b"/"))

@@ -81,6 +81,53 @@ def test_same_events_as_ptrace(ebpf: type, cc: CC, tmp_path: Path) -> None:
     assert ("exec", b"/nonexistent", 2) in theirs
 
 
+THREADS = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+extern char **environ;
+static void *worker(void *arg) { close(open((char *)arg, O_RDONLY)); return 0; }
+int main(int c, char **v) {
+    pthread_t t1, t2;
+    pthread_create(&t1, 0, worker, v[2]); pthread_create(&t2, 0, worker, v[3]);
+    pthread_join(t1, 0); pthread_join(t2, 0);
+    pid_t pid = vfork();
+    if (pid == 0) { execl(v[1], v[1], v[3], (char *)0); _exit(1); }
+    waitpid(pid, 0, 0);
+    char *args[] = {"true", 0};
+    posix_spawnp(&pid, "true", 0, 0, args, environ);
+    waitpid(pid, 0, 0);
+    return 4;
+}
+"""
+
+
+def test_threads_vfork_spawn_and_processes(ebpf: type, cc: CC, tmp_path: Path) -> None:
+    """Threads are followed and end (the run does not wait for them forever), and are no
+    processes; every process has its own argv and exit status."""
+    for name in ("a b", "c\nd"):
+        (tmp_path / name).write_text("x")
+    script = tmp_path / "s.sh"
+    script.write_text('#!/bin/sh\ncat "$@" >/dev/null\nexit 3\n')
+    script.chmod(0o755)
+    prog = cc(tmp_path / "p", THREADS, "-pthread")
+    argv = [str(prog), str(script), str(tmp_path / "a b"), str(tmp_path / "c\nd")]
+    started = time.monotonic()
+    backend = ebpf(Options(argv))
+    theirs = events(backend)
+    assert time.monotonic() - started < 5
+    assert theirs == events(PtraceBackend(Options(argv)))
+    assert ("open", os.fsencode(tmp_path / "a b"), 0) in theirs
+    result = backend.result
+    assert result is not None and result.exit_code == 4 and not result.timed_out
+    procs = sorted(result.processes.values(), key=lambda p: p.pid)
+    assert [p.argv[0] for p in procs] == [str(prog).encode(), str(script).encode(), b"cat", b"true"]
+    assert [p.exit_code for p in procs] == [4, 3, 0, 0]
+    assert backend.lost_events == 0 and backend.unresolved == 0
+
+
 def test_time_limit_and_unknown_program(ebpf: type, tmp_path: Path) -> None:
     marker = "minicon-ebpf-daemon"
     script = f"(sleep 300; : {marker}) & sleep 300"
