@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
 import os
 import signal
 import struct
@@ -39,9 +40,11 @@ from .launch import find_program, prepare_child
 from .paths import Resolver, read_small, readlink
 from .proctable import ProcState
 from .ptrace_backend import CLEAN_ENV, Options
+from .ringbuf import RingBuffer
 from .syscalls import AT_EMPTY_PATH, AT_FDCWD, BY_NR, TABLE, Syscall
 
 PATH_MAX = 4096
+RING_PAGES = 8192  # 32 MiB of ring buffer: ~300k records before one is lost
 _NR_DUP, _NR_DUP2, _NR_DUP3, _NR_FCNTL = 32, 33, 292, 72
 _NR_GETDENTS64, _NR_GETDENTS = 217, 78
 _TRACEFS = "/sys/kernel/tracing"
@@ -49,8 +52,10 @@ _DIST = "/usr/lib/python3/dist-packages"  # where Debian's python3-bpfcc install
 _EV_CALL, _EV_EXEC_PATH, _EV_FORK, _EV_EXEC, _EV_EXIT, _EV_STATUS, _EV_ARGV = range(7)
 ARGV_MAX, ARGV_COUNT = 4096, 64  # what the kernel copies of an exec's argv (bytes, strings)
 _NR_EXIT, _NR_EXIT_GROUP = 60, 231
-_IDLE = 0.1  # how often an idle trace checks its deadline and for lost exits (seconds)
-_HEAD = struct.Struct("=IIIIqiIII")  # type, tgid, tid, nr, ret, dirfd, flags, other, len
+_BATCH = 0.01  # records are read in batches this often (s); an exit record wakes the reader
+_IDLE = 0.1  # how long without a record before checking for exits that were lost (s)
+# type, tgid, tid, nr, ret, dirfd, flags, other, len, base, serial
+_HEAD = struct.Struct("=IIIIqiIIIQQ")
 
 
 def load_bcc() -> Any:
@@ -85,9 +90,14 @@ def bpf_program() -> str:
     parts = [
         f"""
 #define PATH_MAX_ {PATH_MAX}
-struct inflight {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 other2; }};
+#define WHAT_EXEC 1
+#define WHAT_OPEN 2
+#define WHAT_DUP 3
+struct inflight {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; }};
+/* base: the open record the call's fd comes from; serial: the one an open's new fd gets */
 struct event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
+    u64 base; u64 serial;
     char path[PATH_MAX_];
 }};
 BPF_HASH(traced, u32, u8, 65536);
@@ -98,20 +108,58 @@ static __always_inline void count_lost(void) {{
     u64 *n = lost.lookup(&zero);
     if (n) __sync_fetch_and_add(n, 1);
 }}
-BPF_RINGBUF_OUTPUT(events, 8192);
+
+/* Where each descriptor comes from, so that a dup costs no record (find duplicates every
+   directory it opens: 43% of its records were dups). fds: (tgid, fd) -> the serial of the open
+   record that made it, and when it was set; forks: a child's parent and when it forked, for
+   the descriptors a child inherited: a parent's entry counts only if set before the fork (an
+   entry set later means the parent reused the number: unknown, as is anything evicted). */
+struct fdval {{ u64 serial; u64 at; }};
+struct forkval {{ u32 parent; u32 pad; u64 at; }};
+BPF_TABLE("lru_hash", u64, struct fdval, fds, 262144);
+BPF_TABLE("lru_hash", u32, struct forkval, forks, 65536);
+BPF_ARRAY(clock, u64, 1);
+static __always_inline u64 tick(void) {{
+    int zero = 0;
+    u64 *c = clock.lookup(&zero);
+    return c ? __sync_fetch_and_add(c, 1) + 1 : 0;
+}}
+static __always_inline void set_fd(u32 tgid, s64 fd, u64 serial) {{
+    u64 key = ((u64)tgid << 32) | (u32)fd;
+    struct fdval v = {{ .serial = serial, .at = tick() }};
+    fds.update(&key, &v);
+}}
+static __always_inline u64 origin(u32 tgid, s32 fd) {{
+    if (fd < 0) return 0;
+    u64 before = (u64)-1;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {{
+        u64 key = ((u64)tgid << 32) | (u32)fd;
+        struct fdval *v = fds.lookup(&key);
+        if (v) return v->at < before ? v->serial : 0;
+        struct forkval *f = forks.lookup(&tgid);
+        if (!f) return 0;
+        if (f->at < before) before = f->at;
+        tgid = f->parent;
+    }}
+    return 0;
+}}
+BPF_RINGBUF_OUTPUT(events, {RING_PAGES});
 BPF_PERCPU_ARRAY(scratch, struct event, 1);  /* built here, sent with only its path's length */
 
 static __always_inline void send(struct event *e) {{
     /* a mask the verifier can follow (a 4095-byte path loses its tail: counted as lost) */
     u32 len = e->len & (PATH_MAX_ - 1);
     if (len != e->len) count_lost();
-    if (events.ringbuf_output(e, sizeof(struct event) - PATH_MAX_ + len, 0) != 0) count_lost();
+    if (events.ringbuf_output(e, sizeof(struct event) - PATH_MAX_ + len, BPF_RB_NO_WAKEUP) != 0)
+        count_lost();
 }}
 
 /* an exec's argv, read from the caller at its entry (the new image's is out of reach without
    task_struct offsets): the last one a thread sent before its exec succeeded is the one */
 struct argv_event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
+    u64 base; u64 serial;
     char buf[2 * {ARGV_MAX}];
 }};
 BPF_PERCPU_ARRAY(argv_scratch, struct argv_event, 1);
@@ -120,7 +168,7 @@ static __always_inline void send_argv(u64 id, u64 uargv) {{
     struct argv_event *e = argv_scratch.lookup(&zero);
     if (!e) return;
     e->type = {_EV_ARGV}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = 0; e->ret = 0;
-    e->dirfd = 0; e->flags = 0; e->other = 0;
+    e->dirfd = 0; e->flags = 0; e->other = 0; e->base = 0; e->serial = 0;
     u32 off = 0;
     #pragma unroll
     for (int i = 0; i < {ARGV_COUNT}; i++) {{
@@ -133,7 +181,8 @@ static __always_inline void send_argv(u64 id, u64 uargv) {{
     }}
     off &= 2 * {ARGV_MAX} - 1;
     e->len = off;
-    if (events.ringbuf_output(e, sizeof(*e) - 2 * {ARGV_MAX} + off, 0) != 0) count_lost();
+    if (events.ringbuf_output(e, sizeof(*e) - 2 * {ARGV_MAX} + off, BPF_RB_NO_WAKEUP) != 0)
+        count_lost();
 }}
 
 static __always_inline int is_traced(void) {{
@@ -150,17 +199,32 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit) {{
         inflight.delete(&id);  /* the end of a listing already recorded by its first read */
         return 0;
     }}
+    u32 tgid = id >> 32;
+    if (f->what == WHAT_DUP) {{
+        u64 from = ret >= 0 ? origin(tgid, f->dirfd) : 0;
+        if (ret < 0 || from) {{  /* failed, or known here: no record */
+            if (from) set_fd(tgid, ret, from);
+            inflight.delete(&id);
+            return 0;
+        }}
+    }}
     int zero = 0;
     struct event *e = scratch.lookup(&zero);
     if (!e) {{ inflight.delete(&id); return 0; }}
-    e->type = {_EV_CALL}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = f->nr; e->ret = ret;
+    e->type = {_EV_CALL}; e->tgid = tgid; e->tid = (u32)id; e->nr = f->nr; e->ret = ret;
     e->dirfd = f->dirfd; e->flags = f->flags; e->other = f->other; e->len = 0;
+    e->base = origin(tgid, f->dirfd);
+    e->serial = 0;
+    if (f->what == WHAT_OPEN && ret >= 0) {{
+        e->serial = tick();
+        set_fd(tgid, ret, e->serial);
+    }}
     /* a successful exec is in a new image now: its path comes with sched_process_exec */
-    if (f->ptr && !(f->other2 && ret == 0)) {{
+    if (f->ptr && !(f->what == WHAT_EXEC && ret == 0)) {{
         long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->ptr);
         e->len = n > 0 ? n : 0;
         /* an empty path with AT_EMPTY_PATH is about the fd itself (glibc's fstat): no lookup */
-        if (n == 1 && (f->other & {AT_EMPTY_PATH}) && !f->other2) {{
+        if (n == 1 && (f->other & {AT_EMPTY_PATH}) && f->what != WHAT_EXEC) {{
             inflight.delete(&id);
             return 0;
         }}
@@ -178,11 +242,13 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {{
     u32 child = args->child_pid;
     u8 one = 1;
     traced.update(&child, &one);
+    struct forkval fv = {{ .parent = bpf_get_current_pid_tgid() >> 32, .at = tick() }};
+    forks.update(&child, &fv);
     struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
     if (!e) {{ count_lost(); return 0; }}
     e->type = {_EV_FORK}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = child;
     e->other = parent; e->len = 0;
-    events.ringbuf_submit(e, 0);
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     return 0;
 }}
 
@@ -192,14 +258,14 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {{
     if (!e) {{ count_lost(); return 0; }}
     e->type = {_EV_EXEC}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = args->pid;
     e->other = args->old_pid; e->len = 0;
-    events.ringbuf_submit(e, 0);
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     if (args->old_pid != args->pid) {{ u32 old = args->old_pid; traced.delete(&old); }}
     int zero = 0;  /* the kernel's own copy of the file name: always readable */
     struct event *x = scratch.lookup(&zero);
     if (!x) return 0;
     x->type = {_EV_EXEC_PATH}; x->tgid = bpf_get_current_pid_tgid() >> 32; x->tid = args->pid;
     x->nr = 59; x->ret = 0;
-    x->dirfd = {AT_FDCWD}; x->flags = 0; x->other = 0;
+    x->dirfd = {AT_FDCWD}; x->flags = 0; x->other = 0; x->base = 0; x->serial = 0;
     unsigned short loc = args->data_loc_filename & 0xFFFF;
     long n = bpf_probe_read_kernel_str(x->path, sizeof(x->path), (char *)args + loc);
     x->len = n > 0 ? n : 0;
@@ -214,7 +280,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
     struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
     if (e) {{
         e->type = {_EV_EXIT}; e->tgid = tgid; e->tid = (u32)id; e->len = 0;
-        events.ringbuf_submit(e, 0);
+        events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);  /* the reader may be waiting for it */
     }} else count_lost();
     if ({_group_dead()}) traced.delete(&tgid);  /* its pid may be reused by anyone */
     if ((u32)id != tgid) {{ u32 tid = id; traced.delete(&tid); }}
@@ -233,6 +299,10 @@ def _group_dead() -> str:
     which bcc takes from headers that may not match the running kernel)."""
     fmt = read_small(f"{_TRACEFS}/events/sched/sched_process_exit/format") or b""
     return "args->group_dead" if b"group_dead" in fmt else "(u32)id == tgid"
+
+
+def _what(call: Syscall) -> str:
+    return {Kind.EXEC: "WHAT_EXEC", Kind.OPEN: "WHAT_OPEN"}.get(call.kind, "0")
 
 
 def _argv_of(call: Syscall) -> str:
@@ -264,25 +334,24 @@ def _enter_probe() -> str:
         cases.append(
             f"    case {call.nr}: f.ptr = {_arg(call.path, 'u64')}; f.dirfd = {dirfd}; "
             f"f.flags = {flags}; f.other = {_arg(call.at_flags, 'u32')}; "
-            f"exec = {1 if call.kind == Kind.EXEC else 0}; "
+            f"f.what = {_what(call)}; "
             f"{_argv_of(call)}break;"
         )
     # dup, dup2, dup3 and fcntl(F_DUPFD, F_DUPFD_CLOEXEC): the descriptor table of a process
     # (find walks with duplicated directory fds), sent as an fd-only call with nr kept
     cases.append(
         f"    case {_NR_DUP}: case {_NR_DUP2}: case {_NR_DUP3}: f.dirfd = (s32)args->args[0]; "
-        "break;"
+        "f.what = WHAT_DUP; break;"
     )
     cases.append(
         f"    case {_NR_FCNTL}: if (args->args[1] != 0 && args->args[1] != 1030) return 0; "
-        "f.dirfd = (s32)args->args[0]; break;"
+        "f.dirfd = (s32)args->args[0]; f.what = WHAT_DUP; break;"
     )
     return f"""
 TRACEPOINT_PROBE(raw_syscalls, sys_enter) {{
     if (!is_traced()) return 0;
     u64 id = bpf_get_current_pid_tgid();
     struct inflight f = {{}};
-    int exec = 0;
     u64 argv = 0;
     switch (args->id) {{
 {chr(10).join(cases)}
@@ -291,15 +360,14 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter) {{
         if (!e) {{ count_lost(); return 0; }}
         e->type = {_EV_STATUS}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = args->id;
         e->ret = args->args[0] & 0xff; e->len = 0;
-        events.ringbuf_submit(e, 0);
+        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
         return 0;
     }}
     default: return 0;
     }}
     f.nr = args->id;
-    f.other2 = exec;
     inflight.update(&id, &f);
-    if (exec) send_argv(id, argv);
+    if (f.what == WHAT_EXEC) send_argv(id, argv);
     return 0;
 }}
 """
@@ -318,13 +386,7 @@ class _Loaded:
             self.bpf = bcc.BPF(text=bpf_program().encode())
         except Exception as exc:  # bcc raises plain Exceptions when the kernel refuses
             raise TracerUnavailableError(f"the kernel refused the eBPF program: {exc}") from None
-        self.sink: Any = None
-        self.bpf[b"events"].open_ring_buffer(self._dispatch)
-
-    def _dispatch(self, ctx: Any, data: Any, size: int) -> None:
-        sink = self.sink
-        if sink is not None:
-            sink(ctx, data, size)
+        self.ring = RingBuffer(self.bpf[b"events"].map_fd, RING_PAGES * mmap.PAGESIZE)
 
     @classmethod
     def acquire(cls, bcc: Any) -> _Loaded:
@@ -339,7 +401,7 @@ class _Loaded:
             raise
 
     def release(self) -> None:
-        self.sink = None
+        self.ring.read(lambda record: None)  # what a killed run left behind
         self.bpf[b"traced"].clear()
         self.bpf[b"inflight"].clear()
         self.bpf[b"lost"][ctypes.c_int(0)] = ctypes.c_ulonglong(0)
@@ -367,48 +429,50 @@ class EbpfBackend:
         self._live: set[int] = set()  # tasks (processes and threads) not known to have exited
         self._threads: set[int] = set()
         self._argv: dict[int, tuple[bytes, ...]] = {}  # the last exec's argv each task sent
-        self._records = 0
+        self._opened: dict[int, bytes] = {}  # the path of each open record, by its serial
 
     # -- events ----------------------------------------------------------------------------------
 
     def events(self) -> Iterator[Event]:
         loaded = _Loaded.acquire(self._bcc)
-        loaded.sink = self._on_event
         try:
-            yield from self._run(loaded.bpf)
+            yield from self._run(loaded.bpf, loaded.ring)
         finally:
             self._paths.close()
             loaded.release()
 
-    def _run(self, bpf: Any) -> Iterator[Event]:
+    def _run(self, bpf: Any, ring: RingBuffer) -> Iterator[Event]:
         """Consume until the traced tree is gone: the records say when (every task's exit comes
         after its last call), so the end costs no polling delay and no grace period."""
         traced = bpf[b"traced"]
         self._t0 = time.monotonic()
         pid, gate = self._spawn()
         traced[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
-        self._root = pid
         self._procs[pid] = ProcState(os.fsencode(self.options.cwd))
         self._processes[pid] = Process(pid, os.getpid(), tuple(map(os.fsencode, self.options.argv)))
         self._live.add(pid)
         os.write(gate, b"go")
         os.close(gate)
         deadline = time.monotonic() + self.options.seconds if self.options.seconds > 0 else None
+        last = time.monotonic()
         while self._live:
-            wait = _IDLE if deadline is None else min(_IDLE, deadline - time.monotonic())
-            seen = self._records
-            bpf.ring_buffer_poll(max(int(wait * 1000), 0))
+            wait = _BATCH if deadline is None else min(_BATCH, deadline - time.monotonic())
+            ring.wait(max(wait, 0))
+            now = time.monotonic()
+            if ring.read(self._on_record):
+                last = now
             yield from self._drain()
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and now >= deadline:
                 self._timed_out = True
                 break
-            if self._records == seen:
+            if now - last > _IDLE:
                 self._forget_the_dead()  # idle: an exit the ring buffer could not take
+                last = now
         self._kill_all(pid)  # daemons left behind, or the time is up: nothing survives the run
         _, status = os.waitpid(pid, 0)
         if self._timed_out:
             time.sleep(0.01)  # the killed tree's last records
-            bpf.ring_buffer_consume()
+            ring.read(self._on_record)
             yield from self._drain()
         self.lost_events = int(bpf[b"lost"][ctypes.c_int(0)].value)
         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
@@ -463,11 +527,11 @@ class EbpfBackend:
 
     # -- one ring-buffer record ------------------------------------------------------------------
 
-    def _on_event(self, ctx: Any, data: Any, size: int) -> None:
-        self._records += 1
-        raw = ctypes.string_at(data, size)
-        kind, tgid, tid, nr, ret, dirfd, flags, other, length = _HEAD.unpack_from(raw)
-        if kind == _EV_FORK:  # a process or a thread: a thread shows itself by its tgid later
+    def _on_record(self, raw: bytes) -> None:
+        kind, tgid, tid, nr, ret, dirfd, flags, other, length, base, serial = _HEAD.unpack_from(raw)
+        if kind in (_EV_CALL, _EV_EXEC_PATH):
+            self._on_call(raw, kind, tgid, nr, ret, dirfd, flags, other, length, base, serial)
+        elif kind == _EV_FORK:  # a process or a thread: a thread shows itself by its tgid later
             parent = self._procs.get(tgid)
             if parent is not None and tid not in self._procs:
                 self._procs[tid] = parent.fork()
@@ -475,22 +539,18 @@ class EbpfBackend:
                 argv = self._processes[tgid].argv if tgid in self._processes else ()
                 self._processes[tid] = Process(tid, tgid, argv)
             self._live.add(tid)
-            return
-        if kind == _EV_EXIT:
+        elif kind == _EV_EXIT:
             self._live.discard(tid)
             if tid != tgid:
                 self._threads.add(tid)
                 self._procs.pop(tid, None)
-            return
-        if kind == _EV_ARGV:
+        elif kind == _EV_ARGV:
             args = raw[_HEAD.size : _HEAD.size + length].split(b"\0")[:-1]
             self._argv[tid] = tuple(args)
-            return
-        if kind == _EV_STATUS:
+        elif kind == _EV_STATUS:
             if tgid in self._processes and (nr == _NR_EXIT_GROUP or tid == tgid):
                 self._processes[tgid].exit_code = int(ret)
-            return
-        if kind == _EV_EXEC:
+        elif kind == _EV_EXEC:
             if other != tgid:  # a thread exec'd: it is the process now, its old tid is gone
                 self._live.discard(other)
                 self._threads.add(other)
@@ -499,9 +559,28 @@ class EbpfBackend:
             exec_argv = self._argv.pop(other, None)
             if exec_argv is not None and tgid in self._processes:
                 self._processes[tgid].argv = exec_argv
-            return
+
+    def _on_call(
+        self,
+        raw: bytes,
+        kind: int,
+        tgid: int,
+        nr: int,
+        ret: int,
+        dirfd: int,
+        flags: int,
+        other: int,
+        length: int,
+        base: int,
+        serial: int,
+    ) -> None:
+        """A recorded call's record (or a successful exec's file name). ``base``: the serial of
+        the open its fd argument comes from (0: unknown to the kernel); ``serial``: the one a
+        successful open's new fd gets."""
         call = BY_NR.get(nr)
-        proc = self._procs.setdefault(tgid, ProcState(b"/"))
+        proc = self._procs.get(tgid)
+        if proc is None:
+            proc = self._procs[tgid] = ProcState(b"/")
         if call is None:
             if nr in (_NR_DUP, _NR_DUP2, _NR_DUP3, _NR_FCNTL) and ret >= 0:
                 proc.dup(dirfd, int(ret))
@@ -510,57 +589,83 @@ class EbpfBackend:
         err = -ret if -4096 < ret < 0 else 0
         if kind == _EV_EXEC_PATH or (call.kind == Kind.EXEC and err):
             # a successful exec, with the kernel's copy of its file name; or a failed one
-            resolved = self._resolve(proc, call, path_raw, dirfd, other, tgid)
+            resolved = self._resolve(proc, call, path_raw, dirfd, base, other, tgid)
             if resolved is not None:
                 self._emit(Kind.EXEC, resolved, err, tgid, 0)
             return
         if call.kind == Kind.EXEC:
             return  # a successful exec's own exit: its path came with sched_process_exec
+        ckind = call.kind
         if call.fd is not None:
-            path = proc.fds.get(dirfd) if dirfd >= 0 else None
+            path = self._opened.get(base) if base else None
             if path is None:
-                path = self._fd_from_proc(tgid, dirfd)
-            if path is None:
-                self.unresolved += 1
-                return
+                path = self._fd_path(proc, dirfd, base, tgid)
+                if path is None:
+                    self.unresolved += 1
+                    return
+            if ckind == Kind.LIST:
+                if (tgid, dirfd, path) in self._listed:
+                    return  # the same directory read on: already recorded
+                self._listed.add((tgid, dirfd, path))
         else:
-            resolved = self._resolve(proc, call, path_raw, dirfd, other, tgid)
+            resolved = self._resolve(proc, call, path_raw, dirfd, base, other, tgid)
             if resolved is None:
                 return
             path = resolved
-        if call.kind == Kind.LIST:
-            if (tgid, dirfd, path) in self._listed:
-                return  # the same directory read on: already recorded
-            self._listed.add((tgid, dirfd, path))
         if not err:
-            proc.after(call, path, int(ret))
-            if call.kind == Kind.MKDIR:
+            if serial:
+                self._opened[serial] = path
+            proc.after(call, path, ret)
+            if ckind == Kind.MKDIR:
                 self._paths.forget_dirs()
-        self._emit(call.kind, path, err, tgid, flags)
+        self._queue.append(Event(ckind, path, err, tgid, flags, time.monotonic() - self._t0))
 
     def _resolve(
-        self, proc: ProcState, call: Syscall, raw: bytes, dirfd: int, at_flags: int, tgid: int
+        self,
+        proc: ProcState,
+        call: Syscall,
+        raw: bytes,
+        dirfd: int,
+        serial: int,
+        at_flags: int,
+        tgid: int,
     ) -> bytes | None:
         """The path inside the root, directory part resolved; None for an fd-only call."""
         if not raw:
             if call.kind == Kind.EXEC and at_flags & AT_EMPTY_PATH and dirfd >= 0:
-                return proc.fds.get(dirfd)
+                return self._fd_path(proc, dirfd, serial, tgid)
             return None
-        if raw.startswith(b"/"):
-            base = None
-        elif dirfd == AT_FDCWD:
+        paths = self._paths
+        prefix = paths.prefix  # the traced root on the host (b"" for /)
+        if raw[0] == 0x2F:  # b"/"
+            return paths.report(paths.absolute(prefix, None, raw))
+        if dirfd == AT_FDCWD:
             base = proc.cwd
         else:
-            base = proc.fds.get(dirfd)
-            if base is None:  # opened before we knew (or by a call we do not follow)
-                base = self._fd_from_proc(tgid, dirfd)
-                if base is None:
+            found = self._opened.get(serial) if serial else None
+            if found is None:
+                found = self._fd_path(proc, dirfd, serial, tgid)
+                if found is None:
                     self.unresolved += 1
                     return None
-                proc.fds[dirfd] = base
-        prefix = self._paths.prefix  # the traced root on the host (b"" for /)
-        host_base = None if base is None else (prefix + base if base != b"/" else prefix or b"/")
-        return self._paths.report(self._paths.absolute(prefix, host_base, raw))
+            base = found
+        if not prefix:
+            return paths.absolute(b"", base, raw)
+        return paths.report(paths.absolute(prefix, prefix + base if base != b"/" else prefix, raw))
+
+    def _fd_path(self, proc: ProcState, fd: int, serial: int, tgid: int) -> bytes | None:
+        """What ``fd`` refers to: from the open the kernel traced it to, else from the opens
+        and dups followed here, else (opened before the trace) from /proc."""
+        if fd < 0:
+            return None
+        path = self._opened.get(serial) if serial else None
+        if path is None:
+            path = proc.fds.get(fd)
+            if path is None:
+                path = self._fd_from_proc(tgid, fd)
+                if path is not None:
+                    proc.fds[fd] = path
+        return path
 
     def _fd_from_proc(self, pid: int, fd: int) -> bytes | None:
         host = readlink(b"/proc/%d/fd/%d" % (pid, fd))
