@@ -128,6 +128,55 @@ def test_threads_vfork_spawn_and_processes(ebpf: type, cc: CC, tmp_path: Path) -
     assert backend.lost_events == 0 and backend.unresolved == 0
 
 
+DUPS = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int c, char **v) {
+    int a = open(v[1], O_RDONLY | O_DIRECTORY), b = open(v[2], O_RDONLY | O_DIRECTORY);
+    int e = fcntl(a, F_DUPFD_CLOEXEC, 20);      /* a dup the kernel resolves */
+    int g = dup(e);                             /* a dup of a dup */
+    close(a);
+    int p[2]; pipe(p);
+    if (fork() == 0) {                          /* inherits e and g */
+        char x; read(p[0], &x, 1);              /* the parent changes fd 20 meanwhile */
+        close(openat(e, "f", O_RDONLY));        /* the parent's entry is newer: not trusted */
+        close(openat(g, "g", O_RDONLY));        /* inherited from before the fork */
+        int h = dup(g);
+        if (fork() == 0) { close(openat(h, "h", O_RDONLY)); _exit(0); }  /* a grandchild */
+        wait(0);
+        usleep(100000);
+        _exit(0);
+    }
+    dup2(b, 20);                                /* fd 20 is another directory now */
+    close(openat(20, "f", O_RDONLY));
+    write(p[1], "x", 1);
+    wait(0);
+    return 0;
+}
+"""
+
+
+def test_descriptors_duplicated_and_inherited(ebpf: type, cc: CC, tmp_path: Path) -> None:
+    """Dups resolved in the kernel (no record), through forks, and a parent reusing the
+    number of a descriptor its child inherited."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d in (one, two):
+        d.mkdir()
+        for name in "fgh":
+            (d / name).write_text(name)
+    prog = cc(tmp_path / "p", DUPS)
+    backend = ebpf(Options([str(prog), str(one), str(two)]))
+    theirs = events(backend)
+    assert backend.unresolved == 0 and backend.lost_events == 0
+    opened = {p for kind, p, err in theirs if kind == "open" and not err}
+    want = {one / "f", one / "g", one / "h", two / "f"}
+    assert {os.fsencode(p) for p in want} <= opened
+    assert os.fsencode(two / "g") not in opened and os.fsencode(two / "h") not in opened
+    assert theirs == events(PtraceBackend(Options([str(prog), str(one), str(two)])))
+
+
 def test_time_limit_and_unknown_program(ebpf: type, tmp_path: Path) -> None:
     marker = "minicon-ebpf-daemon"
     script = f"(sleep 300; : {marker}) & sleep 300"
