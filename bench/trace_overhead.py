@@ -20,6 +20,7 @@ ours; both sets are restricted to the syscalls our table records.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 import statistics
@@ -62,6 +63,33 @@ OURS = (
     "    from tracer.ptrace_backend import Options, PtraceBackend\n"
     "    b = PtraceBackend(Options(sys.argv[3:], pin_cpu=pin))\n"
     "    paths = {(e.kind, e.path, e.errno) for e in b.events()}\n"
+)
+# The eBPF backend in a process that has loaded its program already (as ``minicon serve`` and
+# an invocation with several -E do): each run's time, and the same workload with the records
+# left in the ring buffer until it has exited (what the probes cost the traced program itself).
+EBPF_LOADED = (
+    "import json, os, statistics, sys, time, ctypes\n"
+    "from tracer import ebpf_backend as eb\n"
+    "from tracer.ptrace_backend import Options\n"
+    "runs, argv = int(sys.argv[1]), sys.argv[2:]\n"
+    "t = time.perf_counter(); loaded = eb._Loaded.acquire(eb.load_bcc()); loaded.release()\n"
+    "load = time.perf_counter() - t\n"
+    "per_run, kernel = [], []\n"
+    "for _ in range(runs):\n"
+    "    b = eb.EbpfBackend(Options(argv))\n"
+    "    t = time.perf_counter(); n = sum(1 for _ in b.events())\n"
+    "    per_run.append(time.perf_counter() - t)\n"
+    "    assert b.lost_events == 0 and b.unresolved == 0, (b.lost_events, b.unresolved)\n"
+    "    b = eb.EbpfBackend(Options(argv)); loaded = eb._Loaded.acquire(b._bcc)\n"
+    "    pid, gate = b._spawn()\n"
+    "    loaded.bpf[b'traced'][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)\n"
+    "    t = time.perf_counter(); os.write(gate, b'go'); os.close(gate); os.waitpid(pid, 0)\n"
+    "    kernel.append(time.perf_counter() - t)\n"
+    "    loaded.release()\n"
+    "t = time.perf_counter(); loaded.bpf.cleanup(); unload = time.perf_counter() - t\n"
+    "med = statistics.median\n"
+    "print(json.dumps({'per_run': med(per_run), 'kernel': med(kernel), 'events': n,\n"
+    "                  'load': load, 'unload': unload}))\n"
 )
 STRACE = ["strace", "-f", "--seccomp-bpf", "-e", "trace=%file,%process", "-o", "/dev/null"]
 
@@ -117,12 +145,25 @@ def path_sets(argv: list[str]) -> tuple[set[bytes], set[bytes], set[bytes]]:
     return theirs, ours, bpf
 
 
+def ebpf_loaded(argv: list[str]) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", EBPF_LOADED, str(RUNS), *argv],
+        capture_output=True,
+        env=ENV,
+        cwd="/",
+        check=True,
+    ).stdout
+    result: dict[str, float] = json.loads(out.splitlines()[-1])
+    return result
+
+
 def main() -> None:
     if shutil.which("strace") is None or shutil.which("taskset") is None:
         sys.exit("needs strace and taskset (apt-get install strace util-linux)")
     ours = [sys.executable, "-c", OURS]
     cpu = str(min(os.sched_getaffinity(0)))
     rows, paths = [], []
+    loads = (0.0, 0.0)
     tmp = tempfile.mkdtemp(prefix="minicon-bench-")
     db = f"sqlite:///{tmp}/store.db"  # one store for every run, created (migrated) up front
     subprocess.run([sys.executable, "-c", f"from store.db import Store; Store({db!r})"], env=ENV)
@@ -134,11 +175,15 @@ def main() -> None:
         t_free = median_time([*ours, "nopin", db, *argv])
         t_mem = median_time([*ours, "pin", "memory", *argv])
         t_ebpf = median_time([*ours, "pin", "ebpf", *argv])
+        loaded = ebpf_loaded(argv)
+        t_run, t_kernel = loaded["per_run"], loaded["kernel"]
+        loads = (loaded["load"], loaded["unload"])
         rows.append(
             f"| {name} | {base:.3f} | {t_strace:.3f} ({t_strace / base:.1f}x) | "
             f"{t_pinned:.3f} ({t_pinned / base:.1f}x) | {t_ours:.3f} ({t_ours / base:.1f}x) | "
             f"{t_free:.3f} ({t_free / base:.1f}x) | {t_mem:.3f} ({t_mem / base:.1f}x) | "
-            f"{t_ebpf:.3f} ({t_ebpf / base:.1f}x) | "
+            f"{t_ebpf:.3f} ({t_ebpf / base:.1f}x) | {t_run:.3f} ({t_run / base:.2f}x) | "
+            f"{t_kernel:.3f} ({t_kernel / base:.2f}x) | {loaded['events']} | "
             f"{t_ours / t_strace:.2f} | {t_ours / t_pinned:.2f} |"
         )
         theirs, mine, bpf = path_sets(argv)
@@ -156,10 +201,18 @@ def main() -> None:
             "(ours: recording into a SQLite trace store, Python start-up included)",
             "",
             "| workload | untraced s | strace s | strace pinned s | ours s (pinned, default) "
-            "| ours unpinned s | ours, events in memory only s | eBPF backend, in memory s "
+            "| ours unpinned s | ours, events in memory only s | eBPF, new process s "
+            "| eBPF per run, program loaded s | eBPF, the program's own time s | events "
             "| ours / strace | ours / strace pinned |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            "eBPF columns: *new process* is a whole `python -c` that loads bcc, compiles and "
+            "attaches the program, traces and detaches; *per run* is one trace in a process "
+            "that loaded the program already (as `minicon serve` or one invocation with several "
+            f"-E do: loading took {loads[0]:.2f} s and unloading {loads[1]:.2f} s here); "
+            "*own time* is the traced program alone with the records read after it exited "
+            "(what the probes cost it; the rest of *per run* is reading and resolving records).",
             "",
             "Path sets (one `strace -f -y` run read back with tracer.strace_log vs one of ours):",
             "",
