@@ -139,25 +139,21 @@ class Recorder:
     def record(self, events: Iterable[Event]) -> int:
         """Consume ``events`` (typically a tracer's live iterator); returns how many."""
         pending = self._pending
-        seen = 0
-        for e in events:
+        for seen, e in enumerate(events, 1):
             key = (e.path, e.kind, e.errno)  # Kind is a str: no .value lookup per event
             entry = pending.get(key)
             if entry is None:
-                pending[key] = [1, e.time, e.flags]
+                pending[key] = [e.calls, e.time, e.flags]
             else:
-                entry[0] += 1
+                entry[0] += e.calls
                 entry[2] = int(entry[2]) | e.flags
-            seen += 1
+            self.events += e.calls  # calls, not events: the eBPF backend sends repeats counted
             if not seen & 1023 and (
                 time.monotonic() - self._last_flush >= self.flush_seconds
                 or len(pending) >= self.max_pending
             ):
-                self.events += seen
-                seen = 0
                 self.flush()
                 pending = self._pending
-        self.events += seen
         return self.events
 
     def flush(self) -> None:

@@ -9,6 +9,12 @@ and ``sys_exit`` sends them with the path string and the return value through a 
 other processes on the machine cost one map lookup. An exec also sends its argv (read at its
 entry) and exit_group its status, so processes are recorded as the ptrace backend records them.
 
+Aggregated in the kernel: a ``dup`` is traced back to the open its descriptor comes from (no
+record), and a call that repeats one already sent in the same run (same call, outcome, path and
+directory; any process that has not chrooted) only adds to a count, which the reader collects
+when the run ends (an event with ``calls`` = the repeats). 100,000 stats of one path then cost
+1.7x untraced instead of 4.4x; a walk of all-new paths like ``find`` pays ~0.3x for the lookups.
+
 The command starts only once the probes are attached: the child waits on a pipe until its pid
 is in the map. The run ends when the exit record of its last task has been read (a task's
 exit comes after its last call in the buffer): no polling delay, no grace period. Threads are
@@ -54,11 +60,11 @@ _TRACEFS = "/sys/kernel/tracing"
 _DIST = "/usr/lib/python3/dist-packages"  # where Debian's python3-bpfcc installs bcc
 _EV_CALL, _EV_EXEC_PATH, _EV_FORK, _EV_EXEC, _EV_EXIT, _EV_STATUS, _EV_ARGV = range(7)
 ARGV_MAX, ARGV_COUNT = 4096, 64  # what the kernel copies of an exec's argv (bytes, strings)
-_NR_EXIT, _NR_EXIT_GROUP = 60, 231
+_NR_EXIT, _NR_EXIT_GROUP, _NR_CHROOT = 60, 231, 161
 _BATCH = 0.01  # records are read in batches this often (s); an exit record wakes the reader
 _IDLE = 0.1  # how long without a record before checking for exits that were lost (s)
-# type, tgid, tid, nr, ret, dirfd, flags, other, len, base, serial
-_HEAD = struct.Struct("=IIIIqiIIIQQ")
+# type, tgid, tid, nr, ret, dirfd, flags, other, len, base, serial, agg
+_HEAD = struct.Struct("=IIIIqiIIIQQQ")
 
 
 def load_bcc() -> Any:
@@ -97,11 +103,12 @@ def bpf_program() -> str:
 #define WHAT_EXEC 1
 #define WHAT_OPEN 2
 #define WHAT_DUP 3
+#define WHAT_STATE 4  /* chdir, fchdir, chroot: what later paths resolve against */
 struct inflight {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; }};
 /* base: the open record the call's fd comes from; serial: the one an open's new fd gets */
 struct event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
-    u64 base; u64 serial;
+    u64 base; u64 serial; u64 agg;
     char path[PATH_MAX_];
 }};
 BPF_HASH(traced, u32, u8, 65536);
@@ -133,6 +140,22 @@ static __always_inline void set_fd(u32 tgid, s64 fd, u64 serial) {{
     struct fdval v = {{ .serial = serial, .at = tick() }};
     fds.update(&key, &v);
 }}
+/* Repeats, counted here instead of sent (issue: per-path counts in a map): a call whose path
+   does not depend on a process's cwd (absolute, or relative to a descriptor traced to its open)
+   is keyed by what decides its result; the first is sent with an id, the others only add to
+   repeats[id], which the reader collects when the run ends. A process that chroots keys its
+   own (its absolute paths are other files); a run's keys never match another run's. */
+#define SEEN_PATH 256
+struct seenkey {{
+    u32 run; u32 tgid; u32 nr; u32 flags; s64 ret; u64 base; char path[SEEN_PATH];
+}};
+struct seenval {{ u64 agg; u64 serial; }};
+BPF_TABLE("lru_hash", struct seenkey, struct seenval, seen, 131072);
+BPF_HASH(repeats, u64, u64, 131072);
+BPF_PERCPU_ARRAY(seen_scratch, struct seenkey, 1);
+BPF_ARRAY(run, u32, 1);
+BPF_HASH(rooted, u32, u8, 4096);
+
 static __always_inline u64 origin(u32 tgid, s32 fd) {{
     if (fd < 0) return 0;
     u64 before = (u64)-1;
@@ -163,7 +186,7 @@ static __always_inline void send(struct event *e) {{
    task_struct offsets): the last one a thread sent before its exec succeeded is the one */
 struct argv_event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
-    u64 base; u64 serial;
+    u64 base; u64 serial; u64 agg;
     char buf[2 * {ARGV_MAX}];
 }};
 BPF_PERCPU_ARRAY(argv_scratch, struct argv_event, 1);
@@ -172,7 +195,7 @@ static __always_inline void send_argv(u64 id, u64 uargv) {{
     struct argv_event *e = argv_scratch.lookup(&zero);
     if (!e) return;
     e->type = {_EV_ARGV}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = 0; e->ret = 0;
-    e->dirfd = 0; e->flags = 0; e->other = 0; e->base = 0; e->serial = 0;
+    e->dirfd = 0; e->flags = 0; e->other = 0; e->base = 0; e->serial = 0; e->agg = 0;
     u32 off = 0;
     #pragma unroll
     for (int i = 0; i < {ARGV_COUNT}; i++) {{
@@ -212,6 +235,14 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
             return 0;
         }}
     }}
+    if (f->what == WHAT_EXEC && ret == 0) {{
+        inflight.delete(&id);  /* in a new image now: its path comes with sched_process_exec */
+        return 0;
+    }}
+    if (f->what == WHAT_STATE && ret == 0 && f->nr == {_NR_CHROOT}) {{
+        u8 one = 1;
+        rooted.update(&tgid, &one);
+    }}
     int zero = 0;
     struct event *e = scratch.lookup(&zero);
     if (!e) {{ inflight.delete(&id); return 0; }}
@@ -219,19 +250,52 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
     e->dirfd = f->dirfd; e->flags = f->flags; e->other = f->other; e->len = 0;
     e->base = origin(tgid, f->dirfd);
     e->serial = 0;
-    if (f->what == WHAT_OPEN && ret >= 0) {{
-        e->serial = tick();
-        set_fd(tgid, ret, e->serial);
-    }}
-    /* a successful exec is in a new image now: its path comes with sched_process_exec */
-    if (f->ptr && !(f->what == WHAT_EXEC && ret == 0)) {{
-        long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->ptr);
+    e->agg = 0;
+    long n = 0;
+    if (f->ptr) {{
+        n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->ptr);
         e->len = n > 0 ? n : 0;
         /* an empty path with AT_EMPTY_PATH is about the fd itself (glibc's fstat): no lookup */
         if (n == 1 && (f->other & {AT_EMPTY_PATH}) && f->what != WHAT_EXEC) {{
             inflight.delete(&id);
             return 0;
         }}
+    }}
+    /* a repeat? (paths up to SEEN_PATH - 1 bytes; never a call that changes the cwd) */
+    struct seenkey *k = seen_scratch.lookup(&zero);
+    int keyed = k && f->what != WHAT_STATE && n >= 0 && n < SEEN_PATH
+        && ((n > 1 && e->path[0] == '/') || e->base);
+    if (keyed) {{
+        __builtin_memset(k->path, 0, SEEN_PATH);
+        if (n > 0) bpf_probe_read_kernel(k->path, n & (SEEN_PATH - 1), e->path);
+        u32 *r = run.lookup(&zero);
+        k->run = r ? *r : 0;
+        k->tgid = rooted.lookup(&tgid) ? tgid : 0;
+        k->nr = f->nr;
+        k->flags = f->what == WHAT_OPEN ? f->flags : 0;
+        k->ret = ret < 0 ? ret : 0;
+        k->base = e->base;
+        struct seenval *v = seen.lookup(k);
+        if (v) {{
+            u64 *count = repeats.lookup(&v->agg);
+            if (count) __sync_fetch_and_add(count, 1);
+            else {{
+                u64 one = 1;
+                if (repeats.update(&v->agg, &one) != 0) goto send_it;  /* full: send it */
+            }}
+            if (f->what == WHAT_OPEN && ret >= 0) set_fd(tgid, ret, v->serial);
+            inflight.delete(&id);
+            return 0;
+        }}
+    }}
+send_it:
+    if (f->what == WHAT_OPEN && ret >= 0) {{
+        e->serial = tick();
+        set_fd(tgid, ret, e->serial);
+    }}
+    if (keyed) {{
+        struct seenval nv = {{ .agg = tick(), .serial = e->serial }};
+        if (seen.update(k, &nv) == 0) e->agg = nv.agg;
     }}
     send(e);
     inflight.delete(&id);
@@ -248,6 +312,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {{
     traced.update(&child, &one);
     struct forkval fv = {{ .parent = bpf_get_current_pid_tgid() >> 32, .at = tick() }};
     forks.update(&child, &fv);
+    if (rooted.lookup(&fv.parent)) rooted.update(&child, &one);
     struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
     if (!e) {{ count_lost(); return 0; }}
     e->type = {_EV_FORK}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = child;
@@ -269,7 +334,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {{
     if (!x) return 0;
     x->type = {_EV_EXEC_PATH}; x->tgid = bpf_get_current_pid_tgid() >> 32; x->tid = args->pid;
     x->nr = 59; x->ret = 0;
-    x->dirfd = {AT_FDCWD}; x->flags = 0; x->other = 0; x->base = 0; x->serial = 0;
+    x->dirfd = {AT_FDCWD}; x->flags = 0; x->other = 0; x->base = 0; x->serial = 0; x->agg = 0;
     unsigned short loc = args->data_loc_filename & 0xFFFF;
     long n = bpf_probe_read_kernel_str(x->path, sizeof(x->path), (char *)args + loc);
     x->len = n > 0 ? n : 0;
@@ -286,7 +351,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
         e->type = {_EV_EXIT}; e->tgid = tgid; e->tid = (u32)id; e->len = 0;
         events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);  /* the reader may be waiting for it */
     }} else count_lost();
-    if ({_group_dead()}) traced.delete(&tgid);  /* its pid may be reused by anyone */
+    if ({_group_dead()}) {{  /* its pid may be reused by anyone */
+        traced.delete(&tgid);
+        rooted.delete(&tgid);
+    }}
     if ((u32)id != tgid) {{ u32 tid = id; traced.delete(&tid); }}
     return 0;
 }}
@@ -306,7 +374,9 @@ def _group_dead() -> str:
 
 
 def _what(call: Syscall) -> str:
-    return {Kind.EXEC: "WHAT_EXEC", Kind.OPEN: "WHAT_OPEN"}.get(call.kind, "0")
+    return {Kind.EXEC: "WHAT_EXEC", Kind.OPEN: "WHAT_OPEN", Kind.CHDIR: "WHAT_STATE"}.get(
+        call.kind, "0"
+    )
 
 
 def _argv_of(call: Syscall) -> str:
@@ -451,6 +521,7 @@ class EbpfBackend:
         self._threads: set[int] = set()
         self._argv: dict[int, tuple[bytes, ...]] = {}  # the last exec's argv each task sent
         self._opened: dict[int, bytes] = {}  # the path of each open record, by its serial
+        self._agg: dict[int, Event] = {}  # the event of each first call the kernel counts
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -467,6 +538,8 @@ class EbpfBackend:
         after its last call), so the end costs no polling delay and no grace period."""
         traced = bpf[b"traced"]
         self._t0 = time.monotonic()
+        run = bpf[b"run"]  # a new generation of repeat keys: nothing matches an earlier run's
+        run[ctypes.c_int(0)] = ctypes.c_uint32((run[ctypes.c_int(0)].value + 1) & 0xFFFFFFFF)
         pid, gate = self._spawn()
         traced[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
         self._procs[pid] = ProcState(os.fsencode(self.options.cwd))
@@ -495,6 +568,7 @@ class EbpfBackend:
             time.sleep(0.01)  # the killed tree's last records
             ring.read(self._on_record)
             yield from self._drain()
+        yield from self._repeats(bpf)
         self.lost_events = int(bpf[b"lost"][ctypes.c_int(0)].value)
         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
@@ -510,6 +584,14 @@ class EbpfBackend:
             stat = read_small(f"/proc/{tid}/stat")
             if stat is None or stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"Z", b"X"):
                 self._live.discard(tid)
+
+    def _repeats(self, bpf: Any) -> Iterator[Event]:
+        """The calls counted in the kernel instead of sent: each first event again, with the
+        number of its repeats (a listing read on counts once, as the ptrace backend has it)."""
+        for key, value in bpf[b"repeats"].items_lookup_and_delete_batch():
+            first = self._agg.get(_int(key))
+            if first is not None and first.kind != Kind.LIST:
+                yield first._replace(calls=_int(value))
 
     def _drain(self) -> Iterator[Event]:
         queue, self._queue = self._queue, []
@@ -549,9 +631,14 @@ class EbpfBackend:
     # -- one ring-buffer record ------------------------------------------------------------------
 
     def _on_record(self, raw: bytes) -> None:
-        kind, tgid, tid, nr, ret, dirfd, flags, other, length, base, serial = _HEAD.unpack_from(raw)
+        kind, tgid, tid, nr, ret, dirfd, flags, other, length, base, serial, agg = (
+            _HEAD.unpack_from(raw)
+        )
         if kind in (_EV_CALL, _EV_EXEC_PATH):
+            queued = len(self._queue)
             self._on_call(raw, kind, tgid, nr, ret, dirfd, flags, other, length, base, serial)
+            if agg and len(self._queue) > queued:
+                self._agg[agg] = self._queue[-1]  # repeats of it are counted in the kernel
         elif kind == _EV_FORK:  # a process or a thread: a thread shows itself by its tgid later
             parent = self._procs.get(tgid)
             if parent is not None and tid not in self._procs:
@@ -694,6 +781,11 @@ class EbpfBackend:
 
     def _emit(self, kind: Kind, path: bytes, err: int, pid: int, flags: int) -> None:
         self._queue.append(Event(kind, path, err, pid, flags, time.monotonic() - self._t0))
+
+
+def _int(value: Any) -> int:
+    """A map key or value from bcc's batch calls: a ctypes scalar, or already an int."""
+    return int(getattr(value, "value", value))
 
 
 def available() -> str | None:

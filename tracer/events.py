@@ -20,8 +20,10 @@ class Event(NamedTuple):
     """One operation on a path, resolved to an absolute path inside the traced root.
 
     ``errno`` is 0 for success. ``flags`` holds open(2) flags for ``open`` events.
-    ``time`` is seconds since the run started. A named tuple: tracers make one per recorded
-    call (64k for ``find /usr``), in a third of the time a frozen dataclass takes.
+    ``time`` is seconds since the run started. ``calls``: how many such calls this stands for
+    (the eBPF backend counts repeats in the kernel and reports them at the end). A named
+    tuple: tracers make one per recorded call (64k for ``find /usr``), in a third of the time
+    a frozen dataclass takes.
     """
 
     kind: Kind
@@ -30,6 +32,7 @@ class Event(NamedTuple):
     pid: int
     flags: int = 0
     time: float = 0.0
+    calls: int = 1
 
 
 @dataclass

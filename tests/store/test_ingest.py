@@ -39,7 +39,8 @@ def record(store: Store, events: list[Event], label: str | None = None, **kw: in
 
 def test_counts_are_deduplicated_and_batches_add_up(store: Store) -> None:
     events = [ev(b"/a", t=0.5), ev(b"/a", t=0.9, flags=0o200000)] * 3000
-    events += [ev(b"/missing", Kind.STAT, 2, t=1.0)] * 5
+    events += [ev(b"/missing", Kind.STAT, 2, t=1.0)] * 3
+    events += [ev(b"/missing", Kind.STAT, 2, t=1.5)._replace(calls=2)]  # repeats counted
     run_id = record(store, events, max_pending=1)  # a flush at every 1024 events
     rows = {(r.path, r.kind, r.errno): r for r in queries.accesses(store, run_id)}
     assert rows[(b"/a", "open", 0)].count == 6000

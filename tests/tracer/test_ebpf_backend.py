@@ -177,6 +177,55 @@ def test_descriptors_duplicated_and_inherited(ebpf: type, cc: CC, tmp_path: Path
     assert theirs == events(PtraceBackend(Options([str(prog), str(one), str(two)])))
 
 
+REPEATS = r"""
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int c, char **v) {
+    struct stat st;
+    int d = open(v[1], O_RDONLY | O_DIRECTORY);
+    for (int p = 0; p < 2; p++)                      /* the same calls in two processes */
+        if (fork() == 0) {
+            for (int i = 0; i < 500; i++) {
+                stat(v[2], &st);                     /* absolute */
+                fstatat(d, "f", &st, 0);             /* relative to a traced descriptor */
+                close(open(v[2], O_RDONLY));
+                access("/nonexistent-minicon", F_OK); /* a failure */
+            }
+            _exit(0);
+        }
+    while (wait(0) > 0) {}
+    return 0;
+}
+"""
+
+
+def counts(backend: object) -> tuple[dict[tuple[str, bytes, int], int], int]:
+    """Calls per (kind, path, errno), and how many events told them."""
+    total: dict[tuple[str, bytes, int], int] = {}
+    got = list(backend.events())  # type: ignore[attr-defined]
+    for e in got:
+        key = (e.kind.value, e.path, e.errno)
+        total[key] = total.get(key, 0) + e.calls
+    return total, len(got)
+
+
+def test_repeats_counted_in_the_kernel(ebpf: type, cc: CC, tmp_path: Path) -> None:
+    """Repeated calls cost no record each, and the counts come out as the ptrace backend's."""
+    (tmp_path / "f").write_text("x")
+    prog = cc(tmp_path / "p", REPEATS)
+    argv = [str(prog), str(tmp_path), str(tmp_path / "f")]
+    theirs, told = counts(ebpf(Options(argv)))
+    ours, _ = counts(PtraceBackend(Options(argv)))
+    assert theirs == ours
+    assert told < 100  # 4,000 calls: each first one, then one event with its repeats
+    f = os.fsencode(tmp_path / "f")
+    assert theirs[("stat", f, 0)] == 2 * 2 * 500
+    assert theirs[("open", f, 0)] == 2 * 500
+    assert theirs[("stat", b"/nonexistent-minicon", 2)] == 2 * 500
+
+
 def test_time_limit_and_unknown_program(ebpf: type, tmp_path: Path) -> None:
     marker = "minicon-ebpf-daemon"
     script = f"(sleep 300; : {marker}) & sleep 300"
