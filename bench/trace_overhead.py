@@ -44,6 +44,12 @@ WORKLOADS = {
     "find /usr -name nothing": ["find", "/usr", "-name", "nothing"],
     "python3 imports": ["/usr/bin/python3", "-c", "import json, ssl, email, http.client, sqlite3"],
     "200 x ls /usr/bin": ["sh", "-c", "for i in $(seq 200); do ls /usr/bin >/dev/null; done"],
+    # what builds and test suites do a lot: the same lookup again and again
+    "100k stats of one path": [
+        "/usr/bin/python3",
+        "-c",
+        "import os\nfor _ in range(100000): os.stat('/usr/lib')",
+    ],
 }
 OURS = (
     "import sys\n"

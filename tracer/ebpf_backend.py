@@ -10,10 +10,10 @@ other processes on the machine cost one map lookup. An exec also sends its argv 
 entry) and exit_group its status, so processes are recorded as the ptrace backend records them.
 
 Aggregated in the kernel: a ``dup`` is traced back to the open its descriptor comes from (no
-record), and a call that repeats one already sent in the same run (same call, outcome, path and
-directory; any process that has not chrooted) only adds to a count, which the reader collects
-when the run ends (an event with ``calls`` = the repeats). 100,000 stats of one path then cost
-1.7x untraced instead of 4.4x; a walk of all-new paths like ``find`` pays ~0.3x for the lookups.
+record), and a call that repeats one already sent in the same run (same call, outcome and
+absolute path, or cwd-relative path from the same working directory; any process that has not
+chrooted) only adds to a count, which the reader collects when the run ends (an event with
+``calls`` = the repeats): 100,000 stats of one path cost 1.7x untraced instead of 4.4x.
 
 The command starts only once the probes are attached: the child waits on a pipe until its pid
 is in the map. The run ends when the exit record of its last task has been read (a task's
@@ -60,7 +60,7 @@ _TRACEFS = "/sys/kernel/tracing"
 _DIST = "/usr/lib/python3/dist-packages"  # where Debian's python3-bpfcc installs bcc
 _EV_CALL, _EV_EXEC_PATH, _EV_FORK, _EV_EXEC, _EV_EXIT, _EV_STATUS, _EV_ARGV = range(7)
 ARGV_MAX, ARGV_COUNT = 4096, 64  # what the kernel copies of an exec's argv (bytes, strings)
-_NR_EXIT, _NR_EXIT_GROUP, _NR_CHROOT = 60, 231, 161
+_NR_EXIT, _NR_EXIT_GROUP, _NR_CHROOT, _NR_BPF = 60, 231, 161, 321
 _BATCH = 0.01  # records are read in batches this often (s); an exit record wakes the reader
 _IDLE = 0.1  # how long without a record before checking for exits that were lost (s)
 # type, tgid, tid, nr, ret, dirfd, flags, other, len, base, serial, agg
@@ -155,6 +155,7 @@ BPF_HASH(repeats, u64, u64, 131072);
 BPF_PERCPU_ARRAY(seen_scratch, struct seenkey, 1);
 BPF_ARRAY(run, u32, 1);
 BPF_HASH(rooted, u32, u8, 4096);
+BPF_HASH(cwdgen, u32, u64, 65536);  /* a process's working directory since its last chdir */
 
 static __always_inline u64 origin(u32 tgid, s32 fd) {{
     if (fd < 0) return 0;
@@ -239,9 +240,14 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
         inflight.delete(&id);  /* in a new image now: its path comes with sched_process_exec */
         return 0;
     }}
-    if (f->what == WHAT_STATE && ret == 0 && f->nr == {_NR_CHROOT}) {{
-        u8 one = 1;
-        rooted.update(&tgid, &one);
+    if (f->what == WHAT_STATE && ret == 0) {{
+        if (f->nr == {_NR_CHROOT}) {{
+            u8 one = 1;
+            rooted.update(&tgid, &one);
+        }} else {{
+            u64 gen = tick();  /* a new working directory: its relative paths are new keys */
+            cwdgen.update(&tgid, &gen);
+        }}
     }}
     int zero = 0;
     struct event *e = scratch.lookup(&zero);
@@ -261,10 +267,12 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
             return 0;
         }}
     }}
-    /* a repeat? (paths up to SEEN_PATH - 1 bytes; never a call that changes the cwd) */
+    /* a repeat? Absolute and cwd-relative paths up to SEEN_PATH - 1 bytes, never a call that
+       changes the cwd. Not names relative to a directory fd: tools that use them (find, du,
+       rm -r) walk trees and rarely repeat, and the lookups would cost them ~30%. */
     struct seenkey *k = seen_scratch.lookup(&zero);
-    int keyed = k && f->what != WHAT_STATE && n >= 0 && n < SEEN_PATH
-        && ((n > 1 && e->path[0] == '/') || e->base);
+    int keyed = k && f->what != WHAT_STATE && n > 1 && n < SEEN_PATH
+        && (e->path[0] == '/' || f->dirfd == {AT_FDCWD});
     if (keyed) {{
         __builtin_memset(k->path, 0, SEEN_PATH);
         if (n > 0) bpf_probe_read_kernel(k->path, n & (SEEN_PATH - 1), e->path);
@@ -274,15 +282,21 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
         k->nr = f->nr;
         k->flags = f->what == WHAT_OPEN ? f->flags : 0;
         k->ret = ret < 0 ? ret : 0;
-        k->base = e->base;
+        k->base = 0;
+        if (e->path[0] != '/') {{
+            u64 *gen = cwdgen.lookup(&tgid);
+            k->base = (gen ? *gen : 0) | (1ULL << 63);
+        }}
         struct seenval *v = seen.lookup(k);
         if (v) {{
             u64 *count = repeats.lookup(&v->agg);
-            if (count) __sync_fetch_and_add(count, 1);
-            else {{
-                u64 one = 1;
-                if (repeats.update(&v->agg, &one) != 0) goto send_it;  /* full: send it */
+            if (!count) {{  /* the first repeat: whoever inserts first, all of them add */
+                u64 none = 0;
+                repeats.insert(&v->agg, &none);
+                count = repeats.lookup(&v->agg);
+                if (!count) goto send_it;  /* the map is full: send it */
             }}
+            __sync_fetch_and_add(count, 1);
             if (f->what == WHAT_OPEN && ret >= 0) set_fd(tgid, ret, v->serial);
             inflight.delete(&id);
             return 0;
@@ -313,6 +327,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {{
     struct forkval fv = {{ .parent = bpf_get_current_pid_tgid() >> 32, .at = tick() }};
     forks.update(&child, &fv);
     if (rooted.lookup(&fv.parent)) rooted.update(&child, &one);
+    u64 *gen = cwdgen.lookup(&fv.parent);
+    if (gen) {{ u64 g = *gen; cwdgen.update(&child, &g); }}
     struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
     if (!e) {{ count_lost(); return 0; }}
     e->type = {_EV_FORK}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = child;
@@ -354,6 +370,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
     if ({_group_dead()}) {{  /* its pid may be reused by anyone */
         traced.delete(&tgid);
         rooted.delete(&tgid);
+        cwdgen.delete(&tgid);
     }}
     if ((u32)id != tgid) {{ u32 tid = id; traced.delete(&tid); }}
     return 0;
@@ -467,6 +484,14 @@ class _Loaded:
         self.ring = RingBuffer(self.bpf[b"events"].map_fd, RING_PAGES * mmap.PAGESIZE)
         atexit.register(self._detach)  # before bcc's own clean-up (atexit runs newest first)
 
+    def missed(self) -> int:
+        """Runs of our programs the kernel skipped (a program preempted on a CPU, and another
+        task there hitting the same probe: the kernel does not nest them). Each is a lost call."""
+        total = 0
+        for func in self.bpf.funcs.values():
+            total += _recursion_misses(func.fd)
+        return total
+
     def _detach(self) -> None:
         """Detach the sched tracepoints side by side: each waits ~80 ms for the kernel (a grace
         period), one after the other in bcc's clean-up; the raw tracepoints go at once."""
@@ -528,7 +553,9 @@ class EbpfBackend:
     def events(self) -> Iterator[Event]:
         loaded = _Loaded.acquire(self._bcc)
         try:
+            missed = loaded.missed()
             yield from self._run(loaded.bpf, loaded.ring)
+            self.lost_events += loaded.missed() - missed
         finally:
             self._paths.close()
             loaded.release()
@@ -569,7 +596,7 @@ class EbpfBackend:
             ring.read(self._on_record)
             yield from self._drain()
         yield from self._repeats(bpf)
-        self.lost_events = int(bpf[b"lost"][ctypes.c_int(0)].value)
+        self.lost_events = int(bpf[b"lost"][ctypes.c_int(0)].value)  # and skipped runs: events()
         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         root = self._processes[pid]
@@ -781,6 +808,20 @@ class EbpfBackend:
 
     def _emit(self, kind: Kind, path: bytes, err: int, pid: int, flags: int) -> None:
         self._queue.append(Event(kind, path, err, pid, flags, time.monotonic() - self._t0))
+
+
+_BPF_OBJ_GET_INFO_BY_FD = 15
+_PROG_INFO_SIZE, _RECURSION_MISSES = 232, 208  # struct bpf_prog_info (UAPI: append-only)
+
+
+def _recursion_misses(fd: int) -> int:
+    info = ctypes.create_string_buffer(_PROG_INFO_SIZE)
+    attr = struct.pack("=IIQ", fd, _PROG_INFO_SIZE, ctypes.addressof(info))
+    buf = ctypes.create_string_buffer(attr, 16)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_NR_BPF, _BPF_OBJ_GET_INFO_BY_FD, buf, 16) != 0:
+        return 0  # a kernel without the field: nothing known to be lost
+    return int(struct.unpack_from("=Q", info.raw, _RECURSION_MISSES)[0])
 
 
 def _int(value: Any) -> int:
