@@ -145,7 +145,7 @@ static __always_inline void set_fd(u32 tgid, s64 fd, u64 serial) {{
    is keyed by what decides its result; the first is sent with an id, the others only add to
    repeats[id], which the reader collects when the run ends. A process that chroots keys its
    own (its absolute paths are other files); a run's keys never match another run's. */
-#define SEEN_PATH 256
+#define SEEN_PATH 128
 struct seenkey {{
     u32 run; u32 tgid; u32 nr; u32 flags; s64 ret; u64 base; char path[SEEN_PATH];
 }};
