@@ -17,6 +17,7 @@ from tracer.ptrace_backend import Options, PtraceBackend
 from tracer.sandbox import Sandbox
 
 from ..conftest import build_debian_root, missing
+from .programs import THREADS
 
 pytestmark = pytest.mark.usefixtures("as_root")
 CC = Callable[..., Path]
@@ -81,39 +82,17 @@ def test_same_events_as_ptrace(ebpf: type, cc: CC, tmp_path: Path) -> None:
     assert ("exec", b"/nonexistent", 2) in theirs
 
 
-THREADS = r"""
-#include <fcntl.h>
-#include <pthread.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-extern char **environ;
-static void *worker(void *arg) { close(open((char *)arg, O_RDONLY)); return 0; }
-int main(int c, char **v) {
-    pthread_t t1, t2;
-    pthread_create(&t1, 0, worker, v[2]); pthread_create(&t2, 0, worker, v[3]);
-    pthread_join(t1, 0); pthread_join(t2, 0);
-    pid_t pid = vfork();
-    if (pid == 0) { execl(v[1], v[1], v[3], (char *)0); _exit(1); }
-    waitpid(pid, 0, 0);
-    char *args[] = {"true", 0};
-    posix_spawnp(&pid, "true", 0, 0, args, environ);
-    waitpid(pid, 0, 0);
-    return 4;
-}
-"""
-
-
 def test_threads_vfork_spawn_and_processes(ebpf: type, cc: CC, tmp_path: Path) -> None:
     """Threads are followed and end (the run does not wait for them forever), and are no
     processes; every process has its own argv and exit status."""
-    for name in ("a b", "c\nd"):
-        (tmp_path / name).write_text("x")
+    files = [tmp_path / name for name in ("a b", "c\nd", "e")]
+    for f in files:
+        f.write_text("x")
     script = tmp_path / "s.sh"
     script.write_text('#!/bin/sh\ncat "$@" >/dev/null\nexit 3\n')
     script.chmod(0o755)
     prog = cc(tmp_path / "p", THREADS, "-pthread")
-    argv = [str(prog), str(script), str(tmp_path / "a b"), str(tmp_path / "c\nd")]
+    argv = [str(prog), str(script), *map(str, files)]
     started = time.monotonic()
     backend = ebpf(Options(argv))
     theirs = events(backend)

@@ -16,6 +16,8 @@ from tracer.errors import TraceeStartError
 from tracer.events import Event, Kind
 from tracer.ptrace_backend import Options, PtraceBackend
 
+from .programs import THREADS
+
 pytestmark = pytest.mark.usefixtures("as_root")
 CC = Callable[..., Path]
 
@@ -82,32 +84,7 @@ def test_script_exec_fork_threads_and_names(cc: CC, tmp_path: Path) -> None:
     script = tmp_path / "s.sh"
     script.write_text('#!/bin/sh\ncat "$@" >/dev/null\n')
     script.chmod(0o755)
-    prog = cc(
-        tmp_path / "p",
-        r"""
-#include <fcntl.h>
-#include <pthread.h>
-#include <spawn.h>
-#include <stdio.h>
-#include <sys/wait.h>
-#include <unistd.h>
-extern char **environ;
-static void *worker(void *arg) { close(open((char *)arg, O_RDONLY)); return 0; }
-int main(int c, char **v) {
-    pthread_t t1, t2;
-    pthread_create(&t1, 0, worker, v[2]); pthread_create(&t2, 0, worker, v[3]);
-    pthread_join(t1, 0); pthread_join(t2, 0);
-    pid_t pid = vfork();
-    if (pid == 0) { execl(v[1], v[1], v[4], (char *)0); _exit(1); }
-    waitpid(pid, 0, 0);
-    char *args[] = {"true", 0};
-    posix_spawnp(&pid, "true", 0, 0, args, environ);
-    waitpid(pid, 0, 0);
-    return 0;
-}
-""",
-        "-pthread",
-    )
+    prog = cc(tmp_path / "p", THREADS, "-pthread")
     p = [os.fsencode(odd) + b"/" + n for n in names]
     events, backend = trace(
         [str(prog), str(script), os.fsdecode(p[0]), os.fsdecode(p[1]), os.fsdecode(p[2])]
