@@ -580,7 +580,7 @@ class EbpfBackend:
             wait = _BATCH if deadline is None else min(_BATCH, deadline - time.monotonic())
             ring.wait(max(wait, 0))
             now = time.monotonic()
-            if ring.read(self._on_record):
+            if self._consume(ring.records()):
                 last = now
             yield from self._drain()
             if deadline is not None and now >= deadline:
@@ -656,6 +656,65 @@ class EbpfBackend:
         return pid, go_w
 
     # -- one ring-buffer record ------------------------------------------------------------------
+
+    def _consume(self, records: list[bytes]) -> int:
+        """One batch. The common records (an open, stat or listing whose path is absolute or
+        relative to a descriptor the kernel traced to its open) take this loop; any other goes
+        through :meth:`_on_record`. ``find /usr`` sends 64k of them: per record, the loop is
+        what the tracer costs."""
+        unpack, head = _HEAD.unpack_from, _HEAD.size
+        fast, procs, opened, aggs, listed = (
+            _FAST,
+            self._procs,
+            self._opened,
+            self._agg,
+            self._listed,
+        )
+        append, clock, t0 = self._queue.append, time.monotonic, self._t0
+        prefix, absolute, report = self._paths.prefix, self._paths.absolute, self._paths.report
+        for raw in records:
+            kind, tgid, _, nr, ret, dirfd, flags, _, length, base, serial, agg = unpack(raw)
+            entry = fast.get(nr) if kind == _EV_CALL else None
+            proc = procs.get(tgid)
+            if entry is None or proc is None:
+                self._on_record(raw)
+                continue
+            ckind, by_fd = entry
+            if by_fd:
+                path = opened.get(base) if base else None
+                if path is None:
+                    self._on_record(raw)
+                    continue
+                if ckind == Kind.LIST:
+                    if (tgid, dirfd, path) in listed:
+                        continue  # the same directory read on: already recorded
+                    listed.add((tgid, dirfd, path))
+            else:
+                name = raw[head : head + length - 1]
+                if name[:1] == b"/":
+                    found = absolute(prefix, None, name)
+                else:
+                    where = opened.get(base) if base and dirfd != AT_FDCWD else None
+                    if where is None or not name:
+                        self._on_record(raw)
+                        continue
+                    if prefix:
+                        where = prefix + where if where != b"/" else prefix
+                    found = absolute(prefix, where, name)
+                resolved = report(found) if prefix else found
+                if resolved is None:
+                    continue  # outside the traced root
+                path = resolved
+            err = -ret if -4096 < ret < 0 else 0
+            if not err and ckind == Kind.OPEN:
+                proc.fds[ret] = path
+                if serial:
+                    opened[serial] = path
+            event = Event(ckind, path, err, tgid, flags, clock() - t0)
+            append(event)
+            if agg:
+                aggs[agg] = event  # repeats of it are counted in the kernel
+        return len(records)
 
     def _on_record(self, raw: bytes) -> None:
         kind, tgid, tid, nr, ret, dirfd, flags, other, length, base, serial, agg = (
@@ -822,6 +881,14 @@ def _recursion_misses(fd: int) -> int:
     if libc.syscall(_NR_BPF, _BPF_OBJ_GET_INFO_BY_FD, buf, 16) != 0:
         return 0  # a kernel without the field: nothing known to be lost
     return int(struct.unpack_from("=Q", info.raw, _RECURSION_MISSES)[0])
+
+
+# the calls :meth:`EbpfBackend._consume` takes itself: nr -> (kind, about an fd)
+_FAST = {
+    call.nr: (call.kind, call.fd is not None)
+    for call in TABLE
+    if call.kind in (Kind.OPEN, Kind.STAT, Kind.LIST)
+}
 
 
 def _int(value: Any) -> int:

@@ -107,6 +107,9 @@ class Resolver:
             assert base is not None
             if proot and not (base == proot or base.startswith(proot + b"/")):
                 proot = b""  # a cwd outside the process's root (chroot without chdir)
+            if raw and b"/" not in raw and raw not in (b".", b".."):  # one name (a tree walk)
+                directory = self.directory(proot, base[len(proot) :].rstrip(b"/") or b"/")
+                return proot + (directory if directory != b"/" else b"") + b"/" + raw
             inner = base[len(proot) :] + b"/" + raw
         head, _, name = inner.rstrip(b"/").rpartition(b"/")
         if name in (b".", b"..", b""):

@@ -49,6 +49,12 @@ class RingBuffer:
         """Until the program wakes the reader, or ``timeout`` seconds."""
         self._epoll.poll(timeout)
 
+    def records(self) -> list[bytes]:
+        """Every complete record, in order (one batch)."""
+        batch: list[bytes] = []
+        self.read(batch.append)
+        return batch
+
     def read(self, handle: Callable[[bytes], None]) -> int:
         """Hand every complete record to ``handle``, in order; the number of records."""
         consumer = _POS.unpack_from(self._consumer, 0)[0]
