@@ -14,6 +14,7 @@ tracee then runs on without a second stop. The exact result matters for the mini
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -130,6 +131,15 @@ class Resolver:
     def _resolve(self, proot: bytes, inner: bytes) -> bytes:
         if inner == b"/" or is_kernel_path(inner):
             return _lexical(inner)  # /proc/self is the tracee's, not ours: never follow here
+        head, _, name = inner.rstrip(b"/").rpartition(b"/")
+        parent = self._dirs.get((proot, head or b"/"))
+        if parent is not None and name not in (b"", b".", b".."):
+            # a tree walk: the parent is known, and a real directory (not a link) below it is
+            # the parent's path and its name: one lstat instead of an open and a readlink
+            below = (parent if parent != b"/" else b"") + b"/" + name
+            with contextlib.suppress(OSError):
+                if stat.S_ISDIR(os.lstat(proot + below).st_mode):
+                    return below
         try:
             fd = open_in_root(self._root_fd(proot), inner)
         except OSError as exc:

@@ -35,3 +35,38 @@ def test_one_name_relative_equals_absolute(tmp_path: Path) -> None:
         assert resolver.absolute(b"", top + b"/link", b"f") == real + b"/real/f"
     finally:
         resolver.close()
+
+
+def test_directories_resolve_like_realpath_in_any_order(tmp_path: Path) -> None:
+    """Resolved one by one or from an already resolved parent, a directory is its realpath."""
+    (tmp_path / "real/sub/deeper").mkdir(parents=True)
+    (tmp_path / "link").symlink_to("real")
+    (tmp_path / "real/lnk2").symlink_to("sub")
+    (tmp_path / "abs").symlink_to(tmp_path / "real/sub")
+    top = os.fsencode(tmp_path)
+    dirs = [
+        top + rel
+        for rel in (
+            b"/real",
+            b"/real/sub",
+            b"/real/sub/deeper",
+            b"/link",
+            b"/link/sub",
+            b"/link/lnk2/deeper",
+            b"/real/lnk2",
+            b"/abs/deeper",
+            b"/real/sub/../lnk2",
+        )
+    ]
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.permutations(dirs))
+    def check(order: list[bytes]) -> None:
+        resolver = Resolver()
+        try:
+            for d in order:
+                assert resolver.directory(b"", d) == os.fsencode(os.path.realpath(d)), d
+        finally:
+            resolver.close()
+
+    check()
