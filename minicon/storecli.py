@@ -88,7 +88,7 @@ def trace(**kw: Any) -> None:
     """
     setup_logging()
     if kw["dump_bpf"]:
-        from tracer.ebpf_backend import bpf_program
+        from tracer.ebpf_program import bpf_program
 
         click.echo(bpf_program())
         return

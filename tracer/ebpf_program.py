@@ -1,0 +1,400 @@
+"""The eBPF program the backend loads: C for bcc, generated from the syscall table.
+
+Probes: the raw tracepoints ``sys_enter``/``sys_exit`` for the recorded calls (one switch on
+the syscall number), ``sched_process_fork``/``exec``/``exit`` for the traced process tree. The
+records it sends start with :data:`HEAD`; :mod:`tracer.ebpf_backend` reads them. What is
+aggregated here and why is said next to each map.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .events import Kind
+from .paths import read_small
+from .syscalls import AT_EMPTY_PATH, AT_FDCWD, TABLE, Syscall
+
+PATH_MAX = 4096
+RING_PAGES = 8192  # 32 MiB of ring buffer: ~300k records before one is lost
+NR_DUP, NR_DUP2, NR_DUP3, NR_FCNTL = 32, 33, 292, 72
+NR_GETDENTS64, NR_GETDENTS = 217, 78
+TRACEFS = "/sys/kernel/tracing"
+EV_CALL, EV_EXEC_PATH, EV_FORK, EV_EXEC, EV_EXIT, EV_STATUS, EV_ARGV = range(7)
+ARGV_MAX, ARGV_COUNT = 4096, 64  # what the kernel copies of an exec's argv (bytes, strings)
+NR_EXIT, NR_EXIT_GROUP, NR_CHROOT, NR_BPF = 60, 231, 161, 321
+# type, tgid, tid, nr, ret, dirfd, flags, other, len, base, serial, agg
+HEAD = struct.Struct("=IIIIqiIIIQQQ")
+
+
+def bpf_program() -> str:
+    """The C source bcc compiles: probes for every syscall of the table, and the sched ones."""
+    parts = [
+        f"""
+#include <uapi/linux/ptrace.h>
+#define PATH_MAX_ {PATH_MAX}
+#define WHAT_EXEC 1
+#define WHAT_OPEN 2
+#define WHAT_DUP 3
+#define WHAT_STATE 4  /* chdir, fchdir, chroot: what later paths resolve against */
+struct inflight {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; }};
+/* base: the open record the call's fd comes from; serial: the one an open's new fd gets */
+struct event {{
+    u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
+    u64 base; u64 serial; u64 agg;
+    char path[PATH_MAX_];
+}};
+BPF_HASH(traced, u32, u8, 65536);
+BPF_HASH(inflight, u64, struct inflight, 65536);
+BPF_ARRAY(lost, u64, 1);
+static __always_inline void count_lost(void) {{
+    int zero = 0;
+    u64 *n = lost.lookup(&zero);
+    if (n) __sync_fetch_and_add(n, 1);
+}}
+
+/* Where each descriptor comes from, so that a dup costs no record (find duplicates every
+   directory it opens: 43% of its records were dups). fds: (tgid, fd) -> the serial of the open
+   record that made it, and when it was set; forks: a child's parent and when it forked, for
+   the descriptors a child inherited: a parent's entry counts only if set before the fork (an
+   entry set later means the parent reused the number: unknown, as is anything evicted). */
+struct fdval {{ u64 serial; u64 at; }};
+struct forkval {{ u32 parent; u32 pad; u64 at; }};
+BPF_TABLE("lru_hash", u64, struct fdval, fds, 262144);
+BPF_TABLE("lru_hash", u32, struct forkval, forks, 65536);
+BPF_ARRAY(clock, u64, 1);
+static __always_inline u64 tick(void) {{
+    int zero = 0;
+    u64 *c = clock.lookup(&zero);
+    return c ? __sync_fetch_and_add(c, 1) + 1 : 0;
+}}
+static __always_inline void set_fd(u32 tgid, s64 fd, u64 serial) {{
+    u64 key = ((u64)tgid << 32) | (u32)fd;
+    struct fdval v = {{ .serial = serial, .at = tick() }};
+    fds.update(&key, &v);
+}}
+/* Repeats, counted here instead of sent (issue: per-path counts in a map): a call whose path
+   does not depend on a process's cwd (absolute, or relative to a descriptor traced to its open)
+   is keyed by what decides its result; the first is sent with an id, the others only add to
+   repeats[id], which the reader collects when the run ends. A process that chroots keys its
+   own (its absolute paths are other files); a run's keys never match another run's. */
+#define SEEN_PATH 128
+struct seenkey {{
+    u32 run; u32 tgid; u32 nr; u32 flags; s64 ret; u64 base; char path[SEEN_PATH];
+}};
+struct seenval {{ u64 agg; u64 serial; }};
+BPF_TABLE("lru_hash", struct seenkey, struct seenval, seen, 131072);
+BPF_HASH(repeats, u64, u64, 131072);
+BPF_PERCPU_ARRAY(seen_scratch, struct seenkey, 1);
+BPF_ARRAY(run, u32, 1);
+BPF_HASH(rooted, u32, u8, 4096);
+BPF_HASH(cwdgen, u32, u64, 65536);  /* a process's working directory since its last chdir */
+
+static __always_inline u64 origin(u32 tgid, s32 fd) {{
+    if (fd < 0) return 0;
+    u64 before = (u64)-1;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {{
+        u64 key = ((u64)tgid << 32) | (u32)fd;
+        struct fdval *v = fds.lookup(&key);
+        if (v) return v->at < before ? v->serial : 0;
+        struct forkval *f = forks.lookup(&tgid);
+        if (!f) return 0;
+        if (f->at < before) before = f->at;
+        tgid = f->parent;
+    }}
+    return 0;
+}}
+BPF_RINGBUF_OUTPUT(events, {RING_PAGES});
+BPF_PERCPU_ARRAY(scratch, struct event, 1);  /* built here, sent with only its path's length */
+
+static __always_inline void send(struct event *e) {{
+    /* a mask the verifier can follow (a 4095-byte path loses its tail: counted as lost) */
+    u32 len = e->len & (PATH_MAX_ - 1);
+    if (len != e->len) count_lost();
+    if (events.ringbuf_output(e, sizeof(struct event) - PATH_MAX_ + len, BPF_RB_NO_WAKEUP) != 0)
+        count_lost();
+}}
+
+/* an exec's argv, read from the caller at its entry (the new image's is out of reach without
+   task_struct offsets): the last one a thread sent before its exec succeeded is the one */
+struct argv_event {{
+    u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
+    u64 base; u64 serial; u64 agg;
+    char buf[2 * {ARGV_MAX}];
+}};
+BPF_PERCPU_ARRAY(argv_scratch, struct argv_event, 1);
+static __always_inline void send_argv(u64 id, u64 uargv) {{
+    int zero = 0;
+    struct argv_event *e = argv_scratch.lookup(&zero);
+    if (!e) return;
+    e->type = {EV_ARGV}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = 0; e->ret = 0;
+    e->dirfd = 0; e->flags = 0; e->other = 0; e->base = 0; e->serial = 0; e->agg = 0;
+    u32 off = 0;
+    #pragma unroll
+    for (int i = 0; i < {ARGV_COUNT}; i++) {{
+        u64 p = 0;
+        if (bpf_probe_read_user(&p, sizeof(p), (void *)(uargv + i * 8)) != 0 || p == 0) break;
+        if (off >= {ARGV_MAX}) {{ e->other = 1; break; }}
+        long n = bpf_probe_read_user_str(&e->buf[off & ({ARGV_MAX} - 1)], {ARGV_MAX}, (void *)p);
+        if (n <= 0) break;
+        off += n;
+    }}
+    off &= 2 * {ARGV_MAX} - 1;
+    e->len = off;
+    if (events.ringbuf_output(e, sizeof(*e) - 2 * {ARGV_MAX} + off, BPF_RB_NO_WAKEUP) != 0)
+        count_lost();
+}}
+
+static __always_inline int is_traced(void) {{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    return traced.lookup(&tgid) != 0;
+}}
+
+RAW_TRACEPOINT_PROBE(sys_exit) {{
+    u64 id = bpf_get_current_pid_tgid();
+    struct inflight *f = inflight.lookup(&id);
+    if (!f) return 0;
+    s64 ret = ctx->args[1];
+    if (ret == 0 && (f->nr == {NR_GETDENTS64} || f->nr == {NR_GETDENTS})) {{
+        inflight.delete(&id);  /* the end of a listing already recorded by its first read */
+        return 0;
+    }}
+    u32 tgid = id >> 32;
+    if (f->what == WHAT_DUP) {{
+        u64 from = ret >= 0 ? origin(tgid, f->dirfd) : 0;
+        if (ret < 0 || from) {{  /* failed, or known here: no record */
+            if (from) set_fd(tgid, ret, from);
+            inflight.delete(&id);
+            return 0;
+        }}
+    }}
+    if (f->what == WHAT_EXEC && ret == 0) {{
+        inflight.delete(&id);  /* in a new image now: its path comes with sched_process_exec */
+        return 0;
+    }}
+    if (f->what == WHAT_STATE && ret == 0) {{
+        if (f->nr == {NR_CHROOT}) {{
+            u8 one = 1;
+            rooted.update(&tgid, &one);
+        }} else {{
+            u64 gen = tick();  /* a new working directory: its relative paths are new keys */
+            cwdgen.update(&tgid, &gen);
+        }}
+    }}
+    int zero = 0;
+    struct event *e = scratch.lookup(&zero);
+    if (!e) {{ inflight.delete(&id); return 0; }}
+    e->type = {EV_CALL}; e->tgid = tgid; e->tid = (u32)id; e->nr = f->nr; e->ret = ret;
+    e->dirfd = f->dirfd; e->flags = f->flags; e->other = f->other; e->len = 0;
+    e->base = origin(tgid, f->dirfd);
+    e->serial = 0;
+    e->agg = 0;
+    long n = 0;
+    if (f->ptr) {{
+        n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->ptr);
+        e->len = n > 0 ? n : 0;
+        /* an empty path with AT_EMPTY_PATH is about the fd itself (glibc's fstat): no lookup */
+        if (n == 1 && (f->other & {AT_EMPTY_PATH}) && f->what != WHAT_EXEC) {{
+            inflight.delete(&id);
+            return 0;
+        }}
+    }}
+    /* a repeat? Absolute and cwd-relative paths up to SEEN_PATH - 1 bytes, never a call that
+       changes the cwd. Not names relative to a directory fd: tools that use them (find, du,
+       rm -r) walk trees and rarely repeat, and the lookups would cost them ~30%. */
+    struct seenkey *k = seen_scratch.lookup(&zero);
+    int keyed = k && f->what != WHAT_STATE && n > 1 && n < SEEN_PATH
+        && (e->path[0] == '/' || f->dirfd == {AT_FDCWD});
+    if (keyed) {{
+        __builtin_memset(k->path, 0, SEEN_PATH);
+        if (n > 0) bpf_probe_read_kernel(k->path, n & (SEEN_PATH - 1), e->path);
+        u32 *r = run.lookup(&zero);
+        k->run = r ? *r : 0;
+        k->tgid = rooted.lookup(&tgid) ? tgid : 0;
+        k->nr = f->nr;
+        k->flags = f->what == WHAT_OPEN ? f->flags : 0;
+        k->ret = ret < 0 ? ret : 0;
+        k->base = 0;
+        if (e->path[0] != '/') {{
+            u64 *gen = cwdgen.lookup(&tgid);
+            k->base = (gen ? *gen : 0) | (1ULL << 63);
+        }}
+        struct seenval *v = seen.lookup(k);
+        if (v) {{
+            u64 *count = repeats.lookup(&v->agg);
+            if (!count) {{  /* the first repeat: whoever inserts first, all of them add */
+                u64 none = 0;
+                repeats.insert(&v->agg, &none);
+                count = repeats.lookup(&v->agg);
+                if (!count) goto send_it;  /* the map is full: send it */
+            }}
+            __sync_fetch_and_add(count, 1);
+            if (f->what == WHAT_OPEN && ret >= 0) set_fd(tgid, ret, v->serial);
+            inflight.delete(&id);
+            return 0;
+        }}
+    }}
+send_it:
+    if (f->what == WHAT_OPEN && ret >= 0) {{
+        e->serial = tick();
+        set_fd(tgid, ret, e->serial);
+    }}
+    if (keyed) {{
+        struct seenval nv = {{ .agg = tick(), .serial = e->serial }};
+        if (seen.update(k, &nv) == 0) e->agg = nv.agg;
+    }}
+    send(e);
+    inflight.delete(&id);
+    return 0;
+}}
+
+TRACEPOINT_PROBE(sched, sched_process_fork) {{
+    if (!is_traced()) return 0;  /* the forking task is the current one */
+    u32 parent = args->parent_pid;
+    /* a process or a thread: this tracepoint cannot tell, so both are in the map; a thread's
+       own entry goes at its exit (or its exec) */
+    u32 child = args->child_pid;
+    u8 one = 1;
+    traced.update(&child, &one);
+    struct forkval fv = {{ .parent = bpf_get_current_pid_tgid() >> 32, .at = tick() }};
+    forks.update(&child, &fv);
+    if (rooted.lookup(&fv.parent)) rooted.update(&child, &one);
+    u64 *gen = cwdgen.lookup(&fv.parent);
+    if (gen) {{ u64 g = *gen; cwdgen.update(&child, &g); }}
+    struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+    if (!e) {{ count_lost(); return 0; }}
+    e->type = {EV_FORK}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = child;
+    e->other = parent; e->len = 0;
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}}
+
+TRACEPOINT_PROBE(sched, sched_process_exec) {{
+    if (!is_traced()) return 0;
+    struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+    if (!e) {{ count_lost(); return 0; }}
+    e->type = {EV_EXEC}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = args->pid;
+    e->other = args->old_pid; e->len = 0;
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    if (args->old_pid != args->pid) {{ u32 old = args->old_pid; traced.delete(&old); }}
+    int zero = 0;  /* the kernel's own copy of the file name: always readable */
+    struct event *x = scratch.lookup(&zero);
+    if (!x) return 0;
+    x->type = {EV_EXEC_PATH}; x->tgid = bpf_get_current_pid_tgid() >> 32; x->tid = args->pid;
+    x->nr = 59; x->ret = 0;
+    x->dirfd = {AT_FDCWD}; x->flags = 0; x->other = 0; x->base = 0; x->serial = 0; x->agg = 0;
+    unsigned short loc = args->data_loc_filename & 0xFFFF;
+    long n = bpf_probe_read_kernel_str(x->path, sizeof(x->path), (char *)args + loc);
+    x->len = n > 0 ? n : 0;
+    send(x);
+    return 0;
+}}
+
+TRACEPOINT_PROBE(sched, sched_process_exit) {{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (!traced.lookup(&tgid)) return 0;
+    struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+    if (e) {{
+        e->type = {EV_EXIT}; e->tgid = tgid; e->tid = (u32)id; e->len = 0;
+        events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);  /* the reader may be waiting for it */
+    }} else count_lost();
+    if ({_group_dead()}) {{  /* its pid may be reused by anyone */
+        traced.delete(&tgid);
+        rooted.delete(&tgid);
+        cwdgen.delete(&tgid);
+    }}
+    if ((u32)id != tgid) {{ u32 tid = id; traced.delete(&tid); }}
+    return 0;
+}}
+"""
+    ]
+    parts.append(_enter_probe())
+    return "\n".join(parts)
+
+
+def _group_dead() -> str:
+    """When a process is gone: its last thread exits. Kernels since 6.16 say so in the exit
+    tracepoint; before, the leader's exit stands for it (a thread that execs after its leader
+    exited is then lost: the kernel has no cheaper way to tell without task_struct offsets,
+    which bcc takes from headers that may not match the running kernel)."""
+    fmt = read_small(f"{TRACEFS}/events/sched/sched_process_exit/format") or b""
+    return "args->group_dead" if b"group_dead" in fmt else "(u32)id == tgid"
+
+
+def _what(call: Syscall) -> str:
+    return {Kind.EXEC: "WHAT_EXEC", Kind.OPEN: "WHAT_OPEN", Kind.CHDIR: "WHAT_STATE"}.get(
+        call.kind, "0"
+    )
+
+
+def _argv_of(call: Syscall) -> str:
+    """An exec's argv pointer: the argument after the path (execve's 1, execveat's 2)."""
+    if call.kind != Kind.EXEC or call.path is None:
+        return ""
+    return f"argv = {_arg(call.path + 1, 'u64')}; "
+
+
+def _arg(index: int | None, cast: str) -> str:
+    return f"({cast})a[{index}]" if index is not None else "0"
+
+
+def _enter_probe() -> str:
+    """One probe on raw_syscalls:sys_enter for every recorded syscall (a switch on its number,
+    constant argument offsets for the verifier): two probes attach and detach in milliseconds,
+    where one pair per syscall took seconds to detach."""
+    cases = []
+    for call in TABLE:
+        dirfd = _arg(call.dirfd, "s32") if call.dirfd is not None else str(AT_FDCWD)
+        if call.fd is not None:
+            dirfd = _arg(call.fd, "s32")  # the fd the call is about travels as dirfd
+        flags = _arg(call.flags, "u32")
+        if call.name == "openat2":
+            flags = (
+                "0; { u64 how = 0; bpf_probe_read_user(&how, sizeof(how), "
+                "(void *)a[2]); f.flags = (u32)how; }"
+            )
+        cases.append(
+            f"    case {call.nr}: f.ptr = {_arg(call.path, 'u64')}; f.dirfd = {dirfd}; "
+            f"f.flags = {flags}; f.other = {_arg(call.at_flags, 'u32')}; "
+            f"f.what = {_what(call)}; "
+            f"{_argv_of(call)}break;"
+        )
+    # dup, dup2, dup3 and fcntl(F_DUPFD, F_DUPFD_CLOEXEC): the descriptor table of a process
+    # (find walks with duplicated directory fds), sent as an fd-only call with nr kept
+    cases.append(
+        f"    case {NR_DUP}: case {NR_DUP2}: case {NR_DUP3}: f.dirfd = (s32)a[0]; "
+        "f.what = WHAT_DUP; break;"
+    )
+    cases.append(
+        f"    case {NR_FCNTL}: if (a[1] != 0 && a[1] != 1030) return 0; "
+        "f.dirfd = (s32)a[0]; f.what = WHAT_DUP; break;"
+    )
+    return f"""
+RAW_TRACEPOINT_PROBE(sys_enter) {{
+    if (!is_traced()) return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    long nr = ctx->args[1];
+    struct pt_regs regs = {{}};
+    bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0]);
+    u64 a[6] = {{regs.di, regs.si, regs.dx, regs.r10, regs.r8, regs.r9}};
+    struct inflight f = {{}};
+    u64 argv = 0;
+    switch (nr) {{
+{chr(10).join(cases)}
+    case {NR_EXIT}: case {NR_EXIT_GROUP}: {{  /* the process's exit status */
+        struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+        if (!e) {{ count_lost(); return 0; }}
+        e->type = {EV_STATUS}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = nr;
+        e->ret = a[0] & 0xff; e->len = 0;
+        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        return 0;
+    }}
+    default: return 0;
+    }}
+    f.nr = nr;
+    inflight.update(&id, &f);
+    if (f.what == WHAT_EXEC) send_argv(id, argv);
+    return 0;
+}}
+"""
