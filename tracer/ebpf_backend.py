@@ -76,6 +76,7 @@ from .syscalls import AT_EMPTY_PATH, AT_FDCWD, BY_NR, TABLE, Syscall
 
 _DIST = "/usr/lib/python3/dist-packages"  # where Debian's python3-bpfcc installs bcc
 _BATCH = 0.01  # records are read in batches this often (s); an exit record wakes the reader
+_BUSY = 256  # a batch this big: the program is busy, read on without waiting
 _IDLE = 0.1  # how long without a record before checking for exits that were lost (s)
 
 
@@ -214,11 +215,14 @@ class EbpfBackend:
         os.close(gate)
         deadline = time.monotonic() + self.options.seconds if self.options.seconds > 0 else None
         last = time.monotonic()
+        read = 0
         while self._live:
-            wait = _BATCH if deadline is None else min(_BATCH, deadline - time.monotonic())
-            ring.wait(max(wait, 0))
+            if read < _BUSY:  # a backlog is read on at once; a trickle waits to make a batch
+                wait = _BATCH if deadline is None else min(_BATCH, deadline - time.monotonic())
+                ring.wait(max(wait, 0))
             now = time.monotonic()
-            if self._consume(ring.records()):
+            read = self._consume(ring.records())
+            if read:
                 last = now
             yield from self._drain()
             if deadline is not None and now >= deadline:
