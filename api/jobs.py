@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from sqlalchemy import update
 
 from store.db import Store, now
-from store.models import ACTIVE, Run
+from store.models import Run
+from store.statuses import ACTIVE
 
 log = logging.getLogger("minicon.api")
 PR_SET_PDEATHSIG = 1

@@ -6,23 +6,35 @@ or ``/var/lib/minicon/minicon.db`` for root; ``MINICON_DB`` or ``--db URL`` sele
 
 SQLite runs in WAL mode (readers never block the writer), with a busy timeout (two tracers
 writing to one file wait for each other instead of failing) and foreign keys on.
+
+Recording a run needs no SQLAlchemy: a plain ``sqlite:///FILE`` store at the current schema is
+opened with the standard library's driver, and the recording path (:mod:`store.ingest`) writes
+through :meth:`Store.transaction`, a DB-API cursor. Importing SQLAlchemy costs a third of a
+second, which ``minicon trace -- CMD`` would otherwise pay before every run; the engine
+(queries, merges, migrations, the ORM) is made the first time something asks for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
-from typing import Any
-
-from sqlalchemy import Engine, create_engine, event, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
+import sqlite3
+import sys
+import threading
+from collections.abc import Iterator
+from functools import cached_property
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from . import migrate
 from .errors import StoreError
-from .models import ACTIVE, Run
+from .statuses import ACTIVE
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 BUSY_TIMEOUT_MS = 30_000
 STALE_AFTER = dt.timedelta(minutes=5)  # a run on another host with no heartbeat this long
@@ -60,7 +72,18 @@ def process_start(pid: int) -> int | None:
         return None
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+def sqlite_file(url: str) -> str | None:
+    """The file of a plain ``sqlite:///FILE`` URL (what the standard driver can open as SQLAlchemy
+    would), or None for anything else: another database, in-memory, query options, escapes."""
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(prefix):
+            file = url[len(prefix) :]
+            if file and file != ":memory:" and not any(c in file for c in "?%#"):
+                return file
+    return None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object = None) -> None:
     cur = dbapi_connection.cursor()
     cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys = ON")
@@ -72,16 +95,67 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cur.close()
 
 
+def _aware(value: object) -> dt.datetime | None:
+    """A timestamp read through the driver: SQLite gives SQLAlchemy's text, naive UTC."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return None
+
+
 class Store:
-    """An open, migrated store: an engine and a session factory."""
+    """An open, migrated store: a DB-API connection for recording, and (made when first asked
+    for) an SQLAlchemy engine and session factory for everything else."""
 
     def __init__(self, url: str | None = None, *, upgrade: bool = True) -> None:
         self.url = url or default_url()
+        self.is_sqlite = self.url.partition(":")[0].partition("+")[0] == "sqlite"
+        self.path_ids: dict[bytes, int] = {}  # interned paths seen by this process
+        self.sqlite_path = sqlite_file(self.url)  # set: recording uses our own connection
+        self._raw: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one thread at a time on that connection
+        try:
+            if self.sqlite_path is not None:
+                self._raw = self._connect_sqlite(self.sqlite_path)
+            else:
+                self.engine  # noqa: B018 -- a bad URL or driver fails here
+            if self.is_sqlite:
+                self._use_wal()
+            if upgrade:
+                migrate.ensure_head(self)
+                self.mark_interrupted()
+        except StoreError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            if not self._is_database_error(exc):
+                raise
+            orig = getattr(exc, "orig", None) or exc
+            raise StoreError(f"cannot open the store {self.describe()}: {orig}") from None
+
+    def _connect_sqlite(self, file: str) -> sqlite3.Connection:
+        folder = os.path.dirname(os.path.abspath(file))
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {folder}: {exc.strerror}") from None
+        conn = sqlite3.connect(file, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        _sqlite_pragmas(conn)
+        return conn
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (importing SQLAlchemy the first time)."""
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             parsed = make_url(self.url)
         except ArgumentError:
             raise StoreError(f"not a database URL: {self.url!r}") from None
-        self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             database = parsed.database or ""
@@ -95,39 +169,114 @@ class Store:
         else:
             kwargs["pool_pre_ping"] = True
         try:
-            self.engine: Engine = create_engine(parsed, **kwargs)
+            engine = create_engine(parsed, **kwargs)
         except (ArgumentError, ImportError) as exc:
-            raise StoreError(f"cannot use database {parsed.render_as_string()}: {exc}") from None
+            raise StoreError(f"cannot use database {self.describe()}: {exc}") from None
         if self.is_sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.session = sessionmaker(self.engine, expire_on_commit=False)
-        self.path_ids: dict[bytes, int] = {}  # interned paths seen by this process
+            event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+
+    @cached_property
+    def session(self) -> sessionmaker[Session]:
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dbapi(self) -> ModuleType:
+        """The driver's module: its ``Error`` and ``IntegrityError`` are what
+        :meth:`transaction` raises."""
+        if self._raw is not None:
+            return sqlite3
+        dbapi: ModuleType = self.engine.dialect.dbapi  # type: ignore[assignment]
+        return dbapi
+
+    @property
+    def mark(self) -> str:
+        """The driver's parameter placeholder."""
+        return "?" if self._raw is not None or self.is_sqlite else "%s"
+
+    def stamp(self, value: dt.datetime) -> object:
+        """A timestamp as the driver should be given it: SQLite stores SQLAlchemy's text form
+        of the UTC time (so the ORM reads it back), other databases take the value."""
+        if self.is_sqlite:
+            return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A DB-API cursor inside one transaction: committed when the block ends, rolled back
+        if it raises. Statements use :attr:`mark` placeholders."""
+        if self._raw is not None:
+            with self._lock:
+                cur: Any = self._raw.cursor()
+                try:
+                    yield cur
+                    self._raw.commit()
+                except BaseException:
+                    self._raw.rollback()
+                    raise
+                finally:
+                    cur.close()
+        else:
+            with self.engine.begin() as conn:
+                cur = conn.connection.cursor()
+                try:
+                    yield cur
+                finally:
+                    cur.close()
+
+    def _is_database_error(self, exc: Exception) -> bool:
+        errors: list[type[BaseException]] = [sqlite3.Error]
+        with contextlib.suppress(Exception):  # no engine could be made: report that error
+            errors.append(self.dbapi.Error)
+        sa_exc = sys.modules.get("sqlalchemy.exc")  # only when SQLAlchemy was imported
+        if sa_exc is not None:
+            errors.append(sa_exc.SQLAlchemyError)
+        return isinstance(exc, tuple(errors))
+
+    def revision(self) -> str | None:
+        """The database's schema revision, or None for a database minicon never touched."""
         try:
-            if self.is_sqlite:
-                self._use_wal()
-            if upgrade:
-                migrate.ensure_head(self.engine)
-                self.mark_interrupted()
-        except OperationalError as exc:
-            raise StoreError(f"cannot open the store {self.describe()}: {exc.orig}") from None
-        except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.describe()}: {exc}") from None
+            with self.transaction() as cur:
+                cur.execute("SELECT version_num FROM alembic_version")
+                row = cur.fetchone()
+        except self.dbapi.Error:  # no such table (rolled back, so PostgreSQL goes on)
+            return None
+        return str(row[0]) if row else None
 
     def _use_wal(self) -> None:
         """Switch a new database to WAL (it stays so). The switch needs the database to itself
         and does not wait on a busy one: two processes opening a new store take turns."""
-        with self.engine.connect() as conn:
-            if conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal":
-                return
-        with migrate.migration_lock(self.engine), self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+
+        def journal_mode(set_wal: bool) -> str:
+            if self._raw is not None:
+                with self._lock:
+                    sql = "PRAGMA journal_mode = WAL" if set_wal else "PRAGMA journal_mode"
+                    return str(self._raw.execute(sql).fetchone()[0])
+            with self.engine.connect() as conn:
+                sql = "PRAGMA journal_mode = WAL" if set_wal else "PRAGMA journal_mode"
+                return str(conn.exec_driver_sql(sql).scalar())
+
+        if journal_mode(False) == "wal":
+            return
+        with migrate.migration_lock(self):
+            journal_mode(True)
 
     def describe(self) -> str:
         """The URL without its password, for messages."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        scheme, sep, rest = self.url.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if at and ":" in userinfo:
+            rest = userinfo.split(":", 1)[0] + ":***@" + host
+        return scheme + sep + rest
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+        if "engine" in self.__dict__:
+            self.engine.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -139,25 +288,27 @@ class Store:
         """Runs left ``running`` by a recorder that is gone: its process ended on this host, or
         no heartbeat for :data:`STALE_AFTER` from another host. Returns how many were marked."""
         host = socket.gethostname()
-        with self.session() as s:
-            rows = s.execute(
-                select(Run.id, Run.host, Run.owner_pid, Run.owner_start, Run.heartbeat_at).where(
-                    Run.status.in_(ACTIVE)
-                )
-            ).all()
+        m = self.mark
+        with self.transaction() as cur:
+            cur.execute(
+                "SELECT id, host, owner_pid, owner_start, heartbeat_at FROM runs "
+                f"WHERE status IN ({m}, {m})",
+                ACTIVE,
+            )
             gone = []
-            for run_id, run_host, pid, start, beat in rows:
+            for run_id, run_host, pid, start, beat in cur.fetchall():
                 if run_host == host and pid is not None:
                     alive = process_start(pid)
                     if alive is None or (start is not None and alive != start):
                         gone.append(run_id)
-                elif beat is not None and now() - beat > STALE_AFTER:
-                    gone.append(run_id)
-            if gone:
-                s.execute(
-                    update(Run)
-                    .where(Run.id.in_(gone), Run.status.in_(ACTIVE))
-                    .values(status="interrupted", ended_at=now())
+                else:
+                    seen = _aware(beat)
+                    if seen is not None and now() - seen > STALE_AFTER:
+                        gone.append(run_id)
+            for run_id in gone:
+                cur.execute(
+                    f"UPDATE runs SET status = 'interrupted', ended_at = {m} "
+                    f"WHERE id = {m} AND status IN ({m}, {m})",
+                    (self.stamp(now()), run_id, *ACTIVE),
                 )
-                s.commit()
             return len(gone)

@@ -12,14 +12,11 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
-
-from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from typing import Any
 
 from tracer.events import Event, RunResult
 
 from .db import Store, now, process_start
-from .models import Access, Path, Process, Run
 
 _CHUNK = 500  # bound parameters per IN (...) query
 
@@ -28,24 +25,26 @@ def path_digest(path: bytes) -> bytes:
     return hashlib.blake2b(path, digest_size=16).digest()
 
 
-def intern_paths(store: Store, conn: Connection, paths: Iterable[bytes]) -> dict[bytes, int]:
-    """The ids of ``paths``, inserting the new ones (safe with concurrent writers)."""
+def intern_paths(store: Store, cur: Any, paths: Iterable[bytes]) -> dict[bytes, int]:
+    """The ids of ``paths``, inserting the new ones (safe with concurrent writers); ``cur`` is a
+    DB-API cursor in the caller's transaction."""
     cache = store.path_ids
     missing = {p for p in paths if p not in cache}
     if missing:
         by_digest = {path_digest(p): p for p in missing}
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        conn.exec_driver_sql(
-            f"INSERT INTO paths (digest, path) VALUES ({mark}, {mark}) "
-            "ON CONFLICT (digest) DO NOTHING",
+        m = store.mark
+        cur.executemany(
+            f"INSERT INTO paths (digest, path) VALUES ({m}, {m}) ON CONFLICT (digest) DO NOTHING",
             list(by_digest.items()),
         )
         digests = list(by_digest)
         for i in range(0, len(digests), _CHUNK):
             chunk = digests[i : i + _CHUNK]
-            for path_id, digest in conn.execute(
-                select(Path.id, Path.digest).where(Path.digest.in_(chunk))
-            ):
+            cur.execute(
+                f"SELECT id, digest FROM paths WHERE digest IN ({', '.join([m] * len(chunk))})",
+                chunk,
+            )
+            for path_id, digest in cur.fetchall():
                 cache[by_digest[bytes(digest)]] = path_id
     return cache
 
@@ -62,49 +61,54 @@ def start_run(
 ) -> int:
     """A new run owned by this process; returns its id."""
     words = [os.fsencode(w) for w in argv]
-    stamp = now()
-    with store.session() as s:
-        run = Run(
-            label=label,
-            argv=b"\0".join(words),
-            root=os.fsencode(root),
-            backend=backend,
-            status=status,
-            seconds=seconds,
-            created_at=stamp,
-            started_at=stamp if status == "running" else None,
-            heartbeat_at=stamp,
-            host=socket.gethostname(),
-            owner_pid=os.getpid(),
-            owner_start=process_start(os.getpid()),
-            events=0,
-            accesses=0,
-            processes=0,
-            lost_events=0,
+    stamp = store.stamp(now())
+    values = {
+        "label": label,
+        "argv": b"\0".join(words),
+        "root": os.fsencode(root),
+        "backend": backend,
+        "status": status,
+        "seconds": seconds,
+        "created_at": stamp,
+        "started_at": stamp if status == "running" else None,
+        "heartbeat_at": stamp,
+        "host": socket.gethostname(),
+        "owner_pid": os.getpid(),
+        "owner_start": process_start(os.getpid()),
+        "events": 0,
+        "accesses": 0,
+        "processes": 0,
+        "lost_events": 0,
+    }
+    marks = ", ".join([store.mark] * len(values))
+    with store.transaction() as cur:
+        cur.execute(
+            f"INSERT INTO runs ({', '.join(values)}) VALUES ({marks}) RETURNING id",
+            list(values.values()),
         )
-        s.add(run)
-        s.commit()
-        return run.id
+        return int(cur.fetchone()[0])
 
 
 def claim_run(store: Store, run_id: int) -> bool:
     """Take over a queued run (the daemon queues runs, a job process records them); False
     when it is not queued any more (cancelled meanwhile)."""
-    stamp = now()
-    with store.engine.begin() as conn:
-        claimed = conn.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status == "queued")
-            .values(
-                status="running",
-                started_at=stamp,
-                heartbeat_at=stamp,
-                host=socket.gethostname(),
-                owner_pid=os.getpid(),
-                owner_start=process_start(os.getpid()),
-            )
+    stamp = store.stamp(now())
+    m = store.mark
+    with store.transaction() as cur:
+        cur.execute(
+            f"UPDATE runs SET status = 'running', started_at = {m}, heartbeat_at = {m}, "
+            f"host = {m}, owner_pid = {m}, owner_start = {m} "
+            f"WHERE id = {m} AND status = 'queued'",
+            (
+                stamp,
+                stamp,
+                socket.gethostname(),
+                os.getpid(),
+                process_start(os.getpid()),
+                run_id,
+            ),
         )
-        return claimed.rowcount == 1
+        return bool(cur.rowcount == 1)
 
 
 class Recorder:
@@ -126,12 +130,11 @@ class Recorder:
         self._pending: dict[tuple[bytes, str, int], list[int | float]] = {}
         self._flushed_events = 0
         self._last_flush = time.monotonic()
-        mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
-        # Plain SQL through the driver's executemany: per-row parameter handling in SQLAlchemy
-        # costs more than the database does. Same text on SQLite and PostgreSQL.
+        m = store.mark
+        # Plain SQL through the driver's executemany, the same text on SQLite and PostgreSQL.
         self._upsert = (
             "INSERT INTO accesses (run_id, path_id, kind, errno, count, first_seen, flags) "
-            f"VALUES ({', '.join([mark] * 7)}) "
+            f"VALUES ({', '.join([m] * 7)}) "
             "ON CONFLICT (path_id, kind, errno, run_id) DO UPDATE SET "
             "count = accesses.count + excluded.count, flags = accesses.flags | excluded.flags"
         )
@@ -169,72 +172,67 @@ class Recorder:
     ) -> None:
         """Write the rest, the processes and the run's outcome, in one transaction."""
         processes = list(result.processes.values()) if result else []
+        m = self.store.mark
 
-        def close(conn: Connection) -> None:
+        def close(cur: Any) -> None:
             if processes:
-                conn.execute(
-                    insert(Process),
+                cur.executemany(
+                    "INSERT INTO processes (run_id, pid, ppid, argv, exit_code, signal) "
+                    f"VALUES ({m}, {m}, {m}, {m}, {m}, {m})",
                     [
-                        {
-                            "run_id": self.run_id,
-                            "pid": p.pid,
-                            "ppid": p.ppid,
-                            "argv": b"\0".join(p.argv),
-                            "exit_code": p.exit_code,
-                            "signal": p.signal,
-                        }
+                        (self.run_id, p.pid, p.ppid, b"\0".join(p.argv), p.exit_code, p.signal)
                         for p in processes
                     ],
                 )
-            unique = conn.execute(
-                select(func.count()).select_from(Access).where(Access.run_id == self.run_id)
-            ).scalar_one()
-            conn.execute(
-                update(Run)
-                .where(Run.id == self.run_id)
-                .values(
-                    status=status,
-                    exit_code=result.exit_code if result else None,
-                    signal=result.signal if result else None,
-                    ended_at=now(),
-                    accesses=unique,
-                    processes=len(processes),
-                    lost_events=lost_events,
-                    error=error,
-                )
+            cur.execute(f"SELECT count(*) FROM accesses WHERE run_id = {m}", (self.run_id,))
+            unique = cur.fetchone()[0]
+            cur.execute(
+                f"UPDATE runs SET status = {m}, exit_code = {m}, signal = {m}, ended_at = {m}, "
+                f"accesses = {m}, processes = {m}, lost_events = {m}, error = {m} WHERE id = {m}",
+                (
+                    status,
+                    result.exit_code if result else None,
+                    result.signal if result else None,
+                    self.store.stamp(now()),
+                    unique,
+                    len(processes),
+                    lost_events,
+                    error,
+                    self.run_id,
+                ),
             )
 
         self._transaction(close)
 
-    def _transaction(self, then: Callable[[Connection], None]) -> None:
+    def _transaction(self, then: Callable[[Any], None]) -> None:
         items, self._pending = self._pending, {}
         new_events, self._flushed_events = self.events - self._flushed_events, self.events
         self._last_flush = time.monotonic()
         try:
-            with self.store.engine.begin() as conn:
-                self._write(conn, items, new_events)
-                then(conn)
-        except IntegrityError:
+            with self.store.transaction() as cur:
+                self._write(cur, items, new_events)
+                then(cur)
+        except self.store.dbapi.IntegrityError:
             # a path id cached here was removed meanwhile (another process deleted the last
             # run using it): look the ids up again, once
             self.store.path_ids.clear()
-            with self.store.engine.begin() as conn:
-                self._write(conn, items, new_events)
-                then(conn)
+            with self.store.transaction() as cur:
+                self._write(cur, items, new_events)
+                then(cur)
 
     def _write(
-        self, conn: Connection, items: dict[tuple[bytes, str, int], list[int | float]], new: int
+        self, cur: Any, items: dict[tuple[bytes, str, int], list[int | float]], new: int
     ) -> None:
         if items:
-            ids = intern_paths(self.store, conn, {k[0] for k in items})
+            ids = intern_paths(self.store, cur, {k[0] for k in items})
             run_id = self.run_id
             rows = [
                 (run_id, ids[path], str(kind), err, count, first, flags)
                 for (path, kind, err), (count, first, flags) in items.items()
             ]
-            conn.exec_driver_sql(self._upsert, rows)
-        conn.execute(
-            update(Run)
-            .where(Run.id == self.run_id)
-            .values(events=Run.events + new, heartbeat_at=now())
+            cur.executemany(self._upsert, rows)
+        m = self.store.mark
+        cur.execute(
+            f"UPDATE runs SET events = events + {m}, heartbeat_at = {m} WHERE id = {m}",
+            (new, self.store.stamp(now()), self.run_id),
         )

@@ -2,7 +2,7 @@
 
 In a checkout they are the top-level ``alembic/`` folder; an installed wheel carries the same
 files as ``store/_alembic``. Opening a store upgrades it to :data:`HEAD` (checked with one query,
-so alembic is only imported when there is something to do).
+so SQLAlchemy and alembic are only imported when there is something to do).
 """
 
 from __future__ import annotations
@@ -12,10 +12,14 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
-
-from sqlalchemy import Connection, Engine, inspect, text
+from typing import TYPE_CHECKING
 
 from .errors import SchemaError
+
+if TYPE_CHECKING:  # SQLAlchemy is imported when there is something to do, not to check
+    from sqlalchemy import Connection, Engine
+
+    from .db import Store
 
 HEAD = "0001"  # the newest revision in alembic/versions (a test keeps them in step)
 
@@ -47,6 +51,8 @@ def revisions() -> list[str]:
 
 def current(engine: Engine | Connection) -> str | None:
     """The database's revision, or None for a database minicon never touched."""
+    from sqlalchemy import Engine, inspect, text
+
     if not inspect(engine).has_table("alembic_version"):
         return None
     if isinstance(engine, Engine):
@@ -70,17 +76,18 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(_config(conn), revision)  # type: ignore[arg-type]
 
 
-def ensure_head(engine: Engine) -> None:
+def ensure_head(store: Store) -> None:
     """Upgrade an older schema; refuse one newer than this version of minicon knows.
 
+    The usual case, a database at :data:`HEAD`, costs one query on the store's own connection.
     Two processes opening a new store at once must not both create it: the upgrade runs under
     a lock (a lock file beside a SQLite database, an advisory lock on PostgreSQL) and looks
     at the revision again once it holds it.
     """
-    if current(engine) == HEAD:
+    if store.revision() == HEAD:
         return
-    with migration_lock(engine):
-        now = current(engine)
+    with migration_lock(store):
+        now = current(store.engine)
         if now == HEAD:
             return
         if now is not None and now not in revisions():
@@ -88,17 +95,17 @@ def ensure_head(engine: Engine) -> None:
                 f"the database is at schema revision {now}, newer than this minicon knows "
                 f"({HEAD}): upgrade minicon"
             )
-        upgrade(engine)
+        upgrade(store.engine)
 
 
 _PG_LOCK_KEY = 0x6D696E69636F6E  # "minicon"
 
 
 @contextlib.contextmanager
-def migration_lock(engine: Engine) -> Iterator[None]:
+def migration_lock(store: Store) -> Iterator[None]:
     """Held while a process changes the database as a whole (schema, journal mode)."""
-    if engine.dialect.name == "sqlite":
-        database = engine.url.database
+    if store.is_sqlite:
+        database = store.sqlite_path or store.engine.url.database
         if not database or database == ":memory:":
             yield
             return
@@ -108,8 +115,10 @@ def migration_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             os.close(fd)
-    elif engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
+    elif store.engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        with store.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
             try:
                 yield

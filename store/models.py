@@ -32,8 +32,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-STATUSES = ("queued", "running", "completed", "failed", "timed_out", "interrupted", "cancelled")
-ACTIVE = ("queued", "running")
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

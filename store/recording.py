@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
-
 from tracer.backends import make as make_backend
 from tracer.errors import TraceeStartError, TracerError
 from tracer.events import RunResult
@@ -18,7 +16,6 @@ from tracer.ptrace_backend import CLEAN_ENV, Options
 
 from .db import Store
 from .ingest import Recorder, start_run
-from .models import Run
 
 
 @dataclass
@@ -90,8 +87,9 @@ def trace_run(store: Store, request: TraceRequest, run_id: int | None = None) ->
             seconds=request.seconds,
         )
     else:  # queued with what was asked for ("auto"): record what runs
-        with store.engine.begin() as conn:
-            conn.execute(update(Run).where(Run.id == run_id).values(backend=backend.name))
+        with store.transaction() as cur:
+            m = store.mark
+            cur.execute(f"UPDATE runs SET backend = {m} WHERE id = {m}", (backend.name, run_id))
     recorder = Recorder(store, run_id)
     started = time.monotonic()
 

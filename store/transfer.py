@@ -21,8 +21,9 @@ from tracer.strace_log import StraceLog, StraceLogError
 from .db import Store, now
 from .errors import ImportFormatError
 from .ingest import Recorder, intern_paths, start_run
-from .models import STATUSES, Access, Process, Run
+from .models import Access, Process, Run
 from .queries import accesses, delete_run, get_run, processes
+from .statuses import STATUSES
 
 FORMAT = "minicon-run"
 VERSION = 1
@@ -207,7 +208,7 @@ def import_jsonl(store: Store, fh: IO[bytes], label: str | None = None) -> int:
         if procs:
             conn.execute(insert(Process), [{"run_id": run_id, **p} for p in procs])
         if found:
-            ids = intern_paths(store, conn, {k[0] for k in found})
+            ids = intern_paths(store, conn.connection.cursor(), {k[0] for k in found})
             conn.execute(
                 insert(Access),
                 [

@@ -15,7 +15,8 @@ from minimizer import modes
 from store import queries, transfer
 from store.errors import ImportFormatError, RunNotFoundError
 from store.ingest import start_run
-from store.models import ACTIVE, STATUSES, Run
+from store.models import Run
+from store.statuses import ACTIVE, STATUSES
 from tracer.ptrace_backend import CLEAN_ENV
 
 from ..deps import Authorized, StateDep

@@ -12,7 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from store import migrate
 from store.db import Store
-from store.models import STATUSES, Run
+from store.models import Run
+from store.statuses import STATUSES
 
 from ..deps import Authorized, StateDep
 from ..schemas import Health

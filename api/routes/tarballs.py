@@ -18,7 +18,8 @@ from minimizer import writers
 from store import queries
 from store.db import now
 from store.errors import RunNotFoundError
-from store.models import ACTIVE, Artifact
+from store.models import Artifact
+from store.statuses import ACTIVE
 
 from ..deps import Authorized, State, StateDep
 from ..errors import ApiError

@@ -170,3 +170,32 @@ def test_many_processes_open_a_new_store_at_once(tmp_path: Path) -> None:
     for round_ in range(3):
         db = f"sqlite:///{tmp_path / f'new{round_}.db'}"
         all_succeed([start(db, "runs", "list") for _ in range(6)], timeout=60)
+
+
+LIGHT_TRACE = """
+import sys
+from minicon.cli import main
+try:
+    main(["trace", "--label", "light", "--", "/bin/true"], prog_name="minicon")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic", "minimizer"))
+assert not heavy, heavy
+"""
+
+
+def test_trace_records_without_sqlalchemy(tmp_path: Path) -> None:
+    """`minicon trace` on a store at the current schema imports neither SQLAlchemy nor the
+    minimizer (a third of a second before every run), and what it writes reads back."""
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    Store(db).close()  # created and migrated (that needs SQLAlchemy, once)
+    env = {**os.environ, "MINICON_DB": db}
+    proc = subprocess.run([sys.executable, "-c", LIGHT_TRACE], env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    with Store(db) as store:
+        (run,) = queries.list_runs(store, label="light")
+        assert run.status == "completed" and run.exit_code == 0 and run.processes == 1
+        assert run.created_at.tzinfo is not None and run.ended_at is not None
+        assert run.ended_at >= run.created_at
+        paths = {a.path for a in queries.accesses(store, run.id)}
+        assert any(p.endswith(b"/true") for p in paths)
