@@ -105,14 +105,30 @@ static __always_inline u64 origin(u32 tgid, s32 fd) {{
     return 0;
 }}
 BPF_RINGBUF_OUTPUT(events, {RING_PAGES});
+/* A reservation can fail for a moment with room to spare (EAGAIN): on a 6.18 kernel about one
+   record in 30,000 did, while the next try, or at most some twenty, succeeded within a few
+   microseconds. Each record gets TRIES before it counts as lost (a full buffer then costs a few
+   microseconds per record it loses). */
+#define TRIES 64
+static __always_inline int output(void *p, u32 size) {{
+    for (int i = 0; i < TRIES; i++)
+        if (events.ringbuf_output(p, size, BPF_RB_NO_WAKEUP) == 0) return 1;
+    return 0;
+}}
+static __always_inline struct event *reserve_head(void) {{  /* a record with no path */
+    for (int i = 0; i < TRIES; i++) {{
+        struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+        if (e) return e;
+    }}
+    return 0;
+}}
 BPF_PERCPU_ARRAY(scratch, struct event, 1);  /* built here, sent with only its path's length */
 
 static __always_inline void send(struct event *e) {{
     /* a mask the verifier can follow (a 4095-byte path loses its tail: counted as lost) */
     u32 len = e->len & (PATH_MAX_ - 1);
     if (len != e->len) count_lost();
-    if (events.ringbuf_output(e, sizeof(struct event) - PATH_MAX_ + len, BPF_RB_NO_WAKEUP) != 0)
-        count_lost();
+    if (!output(e, sizeof(struct event) - PATH_MAX_ + len)) count_lost();
 }}
 
 /* an exec's argv, read from the caller at its entry (the new image's is out of reach without
@@ -141,8 +157,7 @@ static __always_inline void send_argv(u64 id, u64 uargv) {{
     }}
     off &= 2 * {ARGV_MAX} - 1;
     e->len = off;
-    if (events.ringbuf_output(e, sizeof(*e) - 2 * {ARGV_MAX} + off, BPF_RB_NO_WAKEUP) != 0)
-        count_lost();
+    if (!output(e, sizeof(*e) - 2 * {ARGV_MAX} + off)) count_lost();
 }}
 
 static __always_inline int is_traced(void) {{
@@ -261,7 +276,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {{
     if (rooted.lookup(&fv.parent)) rooted.update(&child, &one);
     u64 *gen = cwdgen.lookup(&fv.parent);
     if (gen) {{ u64 g = *gen; cwdgen.update(&child, &g); }}
-    struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+    struct event *e = reserve_head();
     if (!e) {{ count_lost(); return 0; }}
     e->type = {EV_FORK}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = child;
     e->other = parent; e->len = 0;
@@ -271,7 +286,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {{
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {{
     if (!is_traced()) return 0;
-    struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+    struct event *e = reserve_head();
     if (!e) {{ count_lost(); return 0; }}
     e->type = {EV_EXEC}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = args->pid;
     e->other = args->old_pid; e->len = 0;
@@ -294,7 +309,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
     if (!traced.lookup(&tgid)) return 0;
-    struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+    struct event *e = reserve_head();
     if (e) {{
         e->type = {EV_EXIT}; e->tgid = tgid; e->tid = (u32)id; e->len = 0;
         events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);  /* the reader may be waiting for it */
@@ -383,7 +398,7 @@ RAW_TRACEPOINT_PROBE(sys_enter) {{
     switch (nr) {{
 {chr(10).join(cases)}
     case {NR_EXIT}: case {NR_EXIT_GROUP}: {{  /* the process's exit status */
-        struct event *e = events.ringbuf_reserve(sizeof(struct event) - PATH_MAX_);
+        struct event *e = reserve_head();
         if (!e) {{ count_lost(); return 0; }}
         e->type = {EV_STATUS}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = nr;
         e->ret = a[0] & 0xff; e->len = 0;
