@@ -36,7 +36,9 @@ def bpf_program() -> str:
 #define WHAT_OPEN 2
 #define WHAT_DUP 3
 #define WHAT_STATE 4  /* chdir, fchdir, chroot: what later paths resolve against */
-struct inflight {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; }};
+/* a recorded call's arguments, read at its exit from the registers it was made with (x86-64
+   leaves them in pt_regs; only the return value changes): no map between entry and exit */
+struct call {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; }};
 /* base: the open record the call's fd comes from; serial: the one an open's new fd gets */
 struct event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
@@ -44,7 +46,6 @@ struct event {{
     char path[PATH_MAX_];
 }};
 BPF_HASH(traced, u32, u8, 65536);
-BPF_HASH(inflight, u64, struct inflight, 65536);
 BPF_ARRAY(lost, u64, 1);
 static __always_inline void count_lost(void) {{
     int zero = 0;
@@ -165,28 +166,20 @@ static __always_inline int is_traced(void) {{
     return traced.lookup(&tgid) != 0;
 }}
 
-RAW_TRACEPOINT_PROBE(sys_exit) {{
+static __always_inline int on_exit(struct call *f, s64 ret) {{
     u64 id = bpf_get_current_pid_tgid();
-    struct inflight *f = inflight.lookup(&id);
-    if (!f) return 0;
-    s64 ret = ctx->args[1];
-    if (ret == 0 && (f->nr == {NR_GETDENTS64} || f->nr == {NR_GETDENTS})) {{
-        inflight.delete(&id);  /* the end of a listing already recorded by its first read */
-        return 0;
-    }}
+    if (ret == 0 && (f->nr == {NR_GETDENTS64} || f->nr == {NR_GETDENTS}))
+        return 0;  /* the end of a listing already recorded by its first read */
     u32 tgid = id >> 32;
     if (f->what == WHAT_DUP) {{
         u64 from = ret >= 0 ? origin(tgid, f->dirfd) : 0;
         if (ret < 0 || from) {{  /* failed, or known here: no record */
             if (from) set_fd(tgid, ret, from);
-            inflight.delete(&id);
             return 0;
         }}
     }}
-    if (f->what == WHAT_EXEC && ret == 0) {{
-        inflight.delete(&id);  /* in a new image now: its path comes with sched_process_exec */
-        return 0;
-    }}
+    if (f->what == WHAT_EXEC && ret == 0)
+        return 0;  /* in a new image now: its path comes with sched_process_exec */
     if (f->what == WHAT_STATE && ret == 0) {{
         if (f->nr == {NR_CHROOT}) {{
             u8 one = 1;
@@ -198,10 +191,9 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
     }}
     int zero = 0;
     struct event *e = scratch.lookup(&zero);
-    if (!e) {{ inflight.delete(&id); return 0; }}
+    if (!e) return 0;
     e->type = {EV_CALL}; e->tgid = tgid; e->tid = (u32)id; e->nr = f->nr; e->ret = ret;
     e->dirfd = f->dirfd; e->flags = f->flags; e->other = f->other; e->len = 0;
-    e->base = origin(tgid, f->dirfd);
     e->serial = 0;
     e->agg = 0;
     long n = 0;
@@ -209,11 +201,10 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
         n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->ptr);
         e->len = n > 0 ? n : 0;
         /* an empty path with AT_EMPTY_PATH is about the fd itself (glibc's fstat): no lookup */
-        if (n == 1 && (f->other & {AT_EMPTY_PATH}) && f->what != WHAT_EXEC) {{
-            inflight.delete(&id);
+        if (n == 1 && (f->other & {AT_EMPTY_PATH}) && f->what != WHAT_EXEC)
             return 0;
-        }}
     }}
+    e->base = origin(tgid, f->dirfd);
     /* a repeat? Absolute and cwd-relative paths up to SEEN_PATH - 1 bytes, never a call that
        changes the cwd. Not names relative to a directory fd: tools that use them (find, du,
        rm -r) walk trees and rarely repeat, and the lookups would cost them ~30%. */
@@ -245,7 +236,6 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
             }}
             __sync_fetch_and_add(count, 1);
             if (f->what == WHAT_OPEN && ret >= 0) set_fd(tgid, ret, v->serial);
-            inflight.delete(&id);
             return 0;
         }}
     }}
@@ -259,7 +249,6 @@ send_it:
         if (seen.update(k, &nv) == 0) e->agg = nv.agg;
     }}
     send(e);
-    inflight.delete(&id);
     return 0;
 }}
 
@@ -324,7 +313,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
 }}
 """
     ]
-    parts.append(_enter_probe())
+    parts.append(_probes())
     return "\n".join(parts)
 
 
@@ -343,22 +332,21 @@ def _what(call: Syscall) -> str:
     )
 
 
-def _argv_of(call: Syscall) -> str:
-    """An exec's argv pointer: the argument after the path (execve's 1, execveat's 2)."""
-    if call.kind != Kind.EXEC or call.path is None:
-        return ""
-    return f"argv = {_arg(call.path + 1, 'u64')}; "
-
-
 def _arg(index: int | None, cast: str) -> str:
     return f"({cast})a[{index}]" if index is not None else "0"
 
 
-def _enter_probe() -> str:
-    """One probe on raw_syscalls:sys_enter for every recorded syscall (a switch on its number,
-    constant argument offsets for the verifier): two probes attach and detach in milliseconds,
-    where one pair per syscall took seconds to detach."""
+def _probes() -> str:
+    """The raw tracepoints ``sys_enter`` and ``sys_exit``, each one switch on the syscall number
+    with constant argument offsets for the verifier (two probes attach and detach in
+    milliseconds, where one pair per syscall took seconds to detach).
+
+    Only an exec needs its entry (its argv is gone once the new image runs) and an exit (it
+    never returns); every other call is recorded at its exit from the registers it was made
+    with, so no map carries it from entry to exit: other calls cost the machine one switch at
+    entry, and one read of the registers and a switch at exit."""
     cases = []
+    execs = []
     for call in TABLE:
         dirfd = _arg(call.dirfd, "s32") if call.dirfd is not None else str(AT_FDCWD)
         if call.fd is not None:
@@ -372,9 +360,10 @@ def _enter_probe() -> str:
         cases.append(
             f"    case {call.nr}: f.ptr = {_arg(call.path, 'u64')}; f.dirfd = {dirfd}; "
             f"f.flags = {flags}; f.other = {_arg(call.at_flags, 'u32')}; "
-            f"f.what = {_what(call)}; "
-            f"{_argv_of(call)}break;"
+            f"f.what = {_what(call)}; break;"
         )
+        if call.kind == Kind.EXEC and call.path is not None:
+            execs.append(f"    case {call.nr}: send_argv(id, {_arg(call.path + 1, 'u64')}); break;")
     # dup, dup2, dup3 and fcntl(F_DUPFD, F_DUPFD_CLOEXEC): the descriptor table of a process
     # (find walks with duplicated directory fds), sent as an fd-only call with nr kept
     cases.append(
@@ -385,31 +374,60 @@ def _enter_probe() -> str:
         f"    case {NR_FCNTL}: if (a[1] != 0 && a[1] != 1030) return 0; "
         "f.dirfd = (s32)a[0]; f.what = WHAT_DUP; break;"
     )
+    exec_nrs = " ".join(f"case {call.nr}:" for call in TABLE if call.kind == Kind.EXEC)
+    nrs = [call.nr for call in TABLE] + [NR_DUP, NR_DUP2, NR_DUP3, NR_FCNTL]
+    recorded = " ".join(f"case {nr}:" for nr in nrs if nr not in (NR_GETDENTS64, NR_GETDENTS))
     return f"""
+static __always_inline void read_args(void *uregs, u64 *a) {{
+    struct pt_regs regs = {{}};
+    bpf_probe_read_kernel(&regs, sizeof(regs), uregs);
+    a[0] = regs.di; a[1] = regs.si; a[2] = regs.dx; a[3] = regs.r10; a[4] = regs.r8;
+    a[5] = regs.r9;
+}}
+
 RAW_TRACEPOINT_PROBE(sys_enter) {{
+    long nr = ctx->args[1];
+    switch (nr) {{
+    {exec_nrs} case {NR_EXIT}: case {NR_EXIT_GROUP}: break;
+    default: return 0;
+    }}
     if (!is_traced()) return 0;
     u64 id = bpf_get_current_pid_tgid();
-    long nr = ctx->args[1];
-    struct pt_regs regs = {{}};
-    bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0]);
-    u64 a[6] = {{regs.di, regs.si, regs.dx, regs.r10, regs.r8, regs.r9}};
-    struct inflight f = {{}};
-    u64 argv = 0;
+    u64 a[6];
+    read_args((void *)ctx->args[0], a);
     switch (nr) {{
-{chr(10).join(cases)}
-    case {NR_EXIT}: case {NR_EXIT_GROUP}: {{  /* the process's exit status */
+{chr(10).join(execs)}
+    default: {{  /* exit, exit_group: the process's exit status */
         struct event *e = reserve_head();
         if (!e) {{ count_lost(); return 0; }}
         e->type = {EV_STATUS}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = nr;
         e->ret = a[0] & 0xff; e->len = 0;
         events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-        return 0;
     }}
+    }}
+    return 0;
+}}
+
+RAW_TRACEPOINT_PROBE(sys_exit) {{
+    struct pt_regs *uregs = (struct pt_regs *)ctx->args[0];
+    long nr = 0;
+    bpf_probe_read_kernel(&nr, sizeof(nr), &uregs->orig_ax);
+    switch (nr) {{
+    case {NR_GETDENTS64}: case {NR_GETDENTS}:
+        if (ctx->args[1] == 0) return 0;  /* the end of a listing recorded by its first read */
+        break;
+    {recorded} break;
+    default: return 0;
+    }}
+    if (!is_traced()) return 0;
+    u64 a[6];
+    read_args(uregs, a);
+    struct call f = {{}};
+    switch (nr) {{
+{chr(10).join(cases)}
     default: return 0;
     }}
     f.nr = nr;
-    inflight.update(&id, &f);
-    if (f.what == WHAT_EXEC) send_argv(id, argv);
-    return 0;
+    return on_exit(&f, ctx->args[1]);
 }}
 """
