@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from tracer.events import Event, RunResult
 
-from .db import Store, now, process_start
+from .db import Store, hostname, now, process_start
 
 _CHUNK = 500  # bound parameters per IN (...) query
 
@@ -72,7 +71,7 @@ def start_run(
         "created_at": stamp,
         "started_at": stamp if status == "running" else None,
         "heartbeat_at": stamp,
-        "host": socket.gethostname(),
+        "host": hostname(),
         "owner_pid": os.getpid(),
         "owner_start": process_start(os.getpid()),
         "events": 0,
@@ -102,7 +101,7 @@ def claim_run(store: Store, run_id: int) -> bool:
             (
                 stamp,
                 stamp,
-                socket.gethostname(),
+                hostname(),
                 os.getpid(),
                 process_start(os.getpid()),
                 run_id,

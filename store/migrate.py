@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SchemaError
@@ -25,10 +24,13 @@ HEAD = "0001"  # the newest revision in alembic/versions (a test keeps them in s
 
 
 def script_location() -> str:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_alembic", here.parent / "alembic"):
-        if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
-            return str(candidate)
+    here = os.path.dirname(os.path.realpath(__file__))
+    checkout = os.path.join(os.path.dirname(here), "alembic")
+    for candidate in (os.path.join(here, "_alembic"), checkout):
+        if os.path.isfile(os.path.join(candidate, "env.py")) and os.path.isdir(
+            os.path.join(candidate, "versions")
+        ):
+            return candidate
     raise SchemaError("the store's migrations are missing from this installation")
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from types import TracebackType
 
@@ -65,6 +64,8 @@ class Sandbox:
     def open(self) -> None:
         if not os.path.isdir(self.source):
             raise TracerUnavailableError(f"{os.fsdecode(self.source)}: not a directory")
+        import tempfile  # here: a trace without --root need not import it (shutil, random)
+
         _private_namespace()
         tmp = tempfile.gettempdir()
         if any(c in tmp for c in ",:\\ \n"):

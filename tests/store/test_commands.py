@@ -181,12 +181,17 @@ except SystemExit as exc:
     assert not exc.code, exc.code
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic", "minimizer"))
 assert not heavy, heavy
+# each of these cost every trace milliseconds of start-up: python-ptrace's libc lookup
+# (ctypes.util runs ldconfig), the host name (socket), the --root overlay's temporary dirs
+slow = [m for m in ("ctypes.util", "socket", "tempfile", "subprocess") if m in sys.modules]
+assert not slow, slow
 """
 
 
 def test_trace_records_without_sqlalchemy(tmp_path: Path) -> None:
     """`minicon trace` on a store at the current schema imports neither SQLAlchemy nor the
-    minimizer (a third of a second before every run), and what it writes reads back."""
+    minimizer (a third of a second before every run) nor the modules its start-up does not
+    need, and what it writes reads back."""
     db = f"sqlite:///{tmp_path / 's.db'}"
     Store(db).close()  # created and migrated (that needs SQLAlchemy, once)
     env = {**os.environ, "MINICON_DB": db}
