@@ -26,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -101,22 +102,30 @@ STRACE = ["strace", "-f", "--seccomp-bpf", "-e", "trace=%file,%process", "-o", "
 
 
 ENV = {**CLEAN_ENV, "PYTHONPATH": str(HERE.parent)}  # every run: the tracer's clean env, cwd /
+# Ours runs as a regular install would: the checkout and the venv's packages on the path, and
+# python -S, so that site does not process the dev venv's .pth files (the editable install's
+# import hook costs every Python start ~11 ms on these machines; a wheel pip installed has none).
+# Bytecode is written on the first run (the clean env has no PYTHONDONTWRITEBYTECODE).
+OURS_ENV = {**ENV, "PYTHONPATH": f"{HERE.parent}:{sysconfig.get_paths()['purelib']}"}
 
 
-def median_time(argv: list[str]) -> float:
-    times = []
+def median_times(variants: dict[str, list[str]]) -> dict[str, float]:
+    """The median wall time of each command line, run in turns (one of each, RUNS times), so a
+    slow spell of this shared machine falls on every variant alike."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(RUNS):
-        t0 = time.perf_counter()
-        subprocess.run(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-            env=ENV,
-            cwd="/",
-        )
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, argv in variants.items():
+            t0 = time.perf_counter()
+            subprocess.run(
+                argv,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+                env=OURS_ENV if argv[0] == sys.executable else ENV,
+                cwd="/",
+            )
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def path_sets(argv: list[str]) -> tuple[set[bytes], set[bytes], set[bytes]]:
@@ -166,7 +175,7 @@ def ebpf_loaded(argv: list[str]) -> dict[str, float]:
 def main() -> None:
     if shutil.which("strace") is None or shutil.which("taskset") is None:
         sys.exit("needs strace and taskset (apt-get install strace util-linux)")
-    ours = [sys.executable, "-c", OURS]
+    ours = [sys.executable, "-S", "-c", OURS]
     cpu = str(min(os.sched_getaffinity(0)))
     rows, paths = [], []
     loads = (0.0, 0.0)
@@ -174,13 +183,19 @@ def main() -> None:
     db = f"sqlite:///{tmp}/store.db"  # one store for every run, created (migrated) up front
     subprocess.run([sys.executable, "-c", f"from store.db import Store; Store({db!r})"], env=ENV)
     for name, argv in WORKLOADS.items():
-        base = median_time(argv)
-        t_strace = median_time([*STRACE, *argv])
-        t_pinned = median_time(["taskset", "-c", cpu, *STRACE, *argv])
-        t_ours = median_time([*ours, "pin", db, *argv])
-        t_free = median_time([*ours, "nopin", db, *argv])
-        t_mem = median_time([*ours, "pin", "memory", *argv])
-        t_ebpf = median_time([*ours, "pin", "ebpf", *argv])
+        t = median_times(
+            {
+                "base": argv,
+                "strace": [*STRACE, *argv],
+                "pinned": ["taskset", "-c", cpu, *STRACE, *argv],
+                "ours": [*ours, "pin", db, *argv],
+                "free": [*ours, "nopin", db, *argv],
+                "mem": [*ours, "pin", "memory", *argv],
+                "ebpf": [*ours, "pin", "ebpf", *argv],
+            }
+        )
+        base, t_strace, t_pinned = t["base"], t["strace"], t["pinned"]
+        t_ours, t_free, t_mem, t_ebpf = t["ours"], t["free"], t["mem"], t["ebpf"]
         loaded = ebpf_loaded(argv)
         t_run, t_kernel = loaded["per_run"], loaded["kernel"]
         loads = (loaded["load"], loaded["unload"])
