@@ -184,7 +184,6 @@ class EbpfBackend:
         self._listed: set[tuple[int, int, bytes]] = set()
         self._live: set[int] = set()  # tasks (processes and threads) not known to have exited
         self._threads: set[int] = set()
-        self._argv: dict[int, tuple[bytes, ...]] = {}  # the last exec's argv each task sent
         self._opened: dict[int, bytes] = {}  # the path of each open record, by its serial
         self._agg: dict[int, Event] = {}  # the event of each first call the kernel counts
 
@@ -381,21 +380,26 @@ class EbpfBackend:
             if tid != tgid:
                 self._threads.add(tid)
                 self._procs.pop(tid, None)
-        elif kind == EV_ARGV:
-            args = raw[HEAD.size : HEAD.size + length].split(b"\0")[:-1]
-            self._argv[tid] = tuple(args)
+            if other and flags and tgid in self._processes:  # its wait status, at group death
+                proc = self._processes[tgid]
+                if os.WIFSIGNALED(ret):
+                    proc.exit_code, proc.signal = None, os.WTERMSIG(ret)
+                else:
+                    proc.exit_code, proc.signal = os.WEXITSTATUS(ret), None
+        elif kind == EV_ARGV:  # after its exec: from the new image's stack
+            if tgid in self._processes:
+                self._processes[tgid].argv = tuple(
+                    raw[HEAD.size : HEAD.size + length].split(b"\0")[:-1]
+                )
         elif kind == EV_STATUS:
             if tgid in self._processes and (nr == NR_EXIT_GROUP or tid == tgid):
                 self._processes[tgid].exit_code = int(ret)
-        elif kind == EV_EXEC:
-            if other != tgid:  # a thread exec'd: it is the process now, its old tid is gone
-                self._live.discard(other)
-                self._threads.add(other)
-                self._procs.pop(other, None)
-                self._live.add(tgid)
-            exec_argv = self._argv.pop(other, None)
-            if exec_argv is not None and tgid in self._processes:
-                self._processes[tgid].argv = exec_argv
+        elif kind == EV_EXEC and other != tgid:
+            # a thread exec'd: it is the process now, its old tid is gone
+            self._live.discard(other)
+            self._threads.add(other)
+            self._procs.pop(other, None)
+            self._live.add(tgid)
 
     def _on_call(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from .btf import BtfError, member_offset
 from .events import Kind
 from .paths import read_small
 from .syscalls import AT_EMPTY_PATH, AT_FDCWD, TABLE, Syscall
@@ -26,8 +27,13 @@ NR_EXIT, NR_EXIT_GROUP, NR_CHROOT, NR_BPF = 60, 231, 161, 321
 HEAD = struct.Struct("=IIIIqiIIIQQQ")
 
 
-def bpf_program() -> str:
-    """The C source bcc compiles: probes for every syscall of the table, and the sched ones."""
+def bpf_program(use_btf: bool = True) -> str:
+    """The C source bcc compiles: probes for every syscall of the table, and the sched ones.
+
+    A process's exit status is read from its ``task_struct`` when it exits, at the offset the
+    kernel's BTF gives (``use_btf``); without BTF, from its exit or exit_group call at entry,
+    which costs every syscall on the machine a second probe (find /usr: ~4%)."""
+    exit_code_at = exit_code_offset() if use_btf else None
     parts = [
         f"""
 #include <uapi/linux/ptrace.h>
@@ -38,7 +44,7 @@ def bpf_program() -> str:
 #define WHAT_STATE 4  /* chdir, fchdir, chroot: what later paths resolve against */
 /* a recorded call's arguments, read at its exit from the registers it was made with (x86-64
    leaves them in pt_regs; only the return value changes): no map between entry and exit */
-struct call {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; }};
+struct call {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; u64 sp; }};
 /* base: the open record the call's fd comes from; serial: the one an open's new fd gets */
 struct event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
@@ -132,8 +138,8 @@ static __always_inline void send(struct event *e) {{
     if (!output(e, sizeof(struct event) - PATH_MAX_ + len)) count_lost();
 }}
 
-/* an exec's argv, read from the caller at its entry (the new image's is out of reach without
-   task_struct offsets): the last one a thread sent before its exec succeeded is the one */
+/* a successful exec's argv, read at its exit from the new image's stack (the kernel's argv:
+   a script's interpreter first, as ptrace shows it) */
 struct argv_event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
     u64 base; u64 serial; u64 agg;
@@ -178,8 +184,12 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
             return 0;
         }}
     }}
-    if (f->what == WHAT_EXEC && ret == 0)
-        return 0;  /* in a new image now: its path comes with sched_process_exec */
+    if (f->what == WHAT_EXEC && ret == 0) {{
+        /* in a new image now (its path came with sched_process_exec): the stack pointer is
+           the new one, at argc with argv after it */
+        send_argv(id, f->sp + 8);
+        return 0;
+    }}
     if (f->what == WHAT_STATE && ret == 0) {{
         if (f->nr == {NR_CHROOT}) {{
             u8 one = 1;
@@ -299,11 +309,14 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
     u32 tgid = id >> 32;
     if (!traced.lookup(&tgid)) return 0;
     struct event *e = reserve_head();
+    u32 group_dead = {_group_dead()};
     if (e) {{
-        e->type = {EV_EXIT}; e->tgid = tgid; e->tid = (u32)id; e->len = 0;
+        e->type = {EV_EXIT}; e->tgid = tgid; e->tid = (u32)id; e->len = 0; e->nr = 0;
+        e->flags = group_dead; e->other = 0; e->ret = 0;
+        {_exit_code(exit_code_at)}
         events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);  /* the reader may be waiting for it */
     }} else count_lost();
-    if ({_group_dead()}) {{  /* its pid may be reused by anyone */
+    if (group_dead) {{  /* its pid may be reused by anyone */
         traced.delete(&tgid);
         rooted.delete(&tgid);
         cwdgen.delete(&tgid);
@@ -313,8 +326,27 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
 }}
 """
     ]
-    parts.append(_probes())
+    parts.append(_probes(status_at_entry=exit_code_at is None))
     return "\n".join(parts)
+
+
+def exit_code_offset() -> int | None:
+    """Where ``task_struct.exit_code`` is in the running kernel; None without BTF."""
+    try:
+        return member_offset("task_struct", "exit_code")
+    except BtfError:
+        return None
+
+
+def _exit_code(offset: int | None) -> str:
+    """The exiting task's wait status (``exit_code``: the code << 8, or the signal that killed
+    it), in ``ret``, with ``other`` = 1 to say it is there."""
+    if offset is None:
+        return "/* no BTF: the status comes from exit/exit_group at their entry */"
+    return (
+        "int code = 0; if (bpf_probe_read_kernel(&code, sizeof(code), "
+        f"(char *)bpf_get_current_task() + {offset}) == 0) {{ e->ret = code; e->other = 1; }}"
+    )
 
 
 def _group_dead() -> str:
@@ -336,17 +368,15 @@ def _arg(index: int | None, cast: str) -> str:
     return f"({cast})a[{index}]" if index is not None else "0"
 
 
-def _probes() -> str:
-    """The raw tracepoints ``sys_enter`` and ``sys_exit``, each one switch on the syscall number
-    with constant argument offsets for the verifier (two probes attach and detach in
-    milliseconds, where one pair per syscall took seconds to detach).
+def _probes(status_at_entry: bool) -> str:
+    """The raw tracepoint ``sys_exit``: one switch on the syscall number with constant argument
+    offsets for the verifier (one probe attaches and detaches in milliseconds, where one pair
+    per syscall took seconds to detach).
 
-    Only an exec needs its entry (its argv is gone once the new image runs) and an exit (it
-    never returns); every other call is recorded at its exit from the registers it was made
-    with, so no map carries it from entry to exit: other calls cost the machine one switch at
-    entry, and one read of the registers and a switch at exit."""
+    Every call is recorded at its exit from the registers it was made with (an exec's argv from
+    the new image's stack), so nothing is kept from entry to exit. Only without BTF is there a
+    ``sys_enter`` probe, for the status of exit and exit_group (they never return)."""
     cases = []
-    execs = []
     for call in TABLE:
         dirfd = _arg(call.dirfd, "s32") if call.dirfd is not None else str(AT_FDCWD)
         if call.fd is not None:
@@ -362,8 +392,6 @@ def _probes() -> str:
             f"f.flags = {flags}; f.other = {_arg(call.at_flags, 'u32')}; "
             f"f.what = {_what(call)}; break;"
         )
-        if call.kind == Kind.EXEC and call.path is not None:
-            execs.append(f"    case {call.nr}: send_argv(id, {_arg(call.path + 1, 'u64')}); break;")
     # dup, dup2, dup3 and fcntl(F_DUPFD, F_DUPFD_CLOEXEC): the descriptor table of a process
     # (find walks with duplicated directory fds), sent as an fd-only call with nr kept
     cases.append(
@@ -374,40 +402,17 @@ def _probes() -> str:
         f"    case {NR_FCNTL}: if (a[1] != 0 && a[1] != 1030) return 0; "
         "f.dirfd = (s32)a[0]; f.what = WHAT_DUP; break;"
     )
-    exec_nrs = " ".join(f"case {call.nr}:" for call in TABLE if call.kind == Kind.EXEC)
     nrs = [call.nr for call in TABLE] + [NR_DUP, NR_DUP2, NR_DUP3, NR_FCNTL]
     recorded = " ".join(f"case {nr}:" for nr in nrs if nr not in (NR_GETDENTS64, NR_GETDENTS))
     return f"""
-static __always_inline void read_args(void *uregs, u64 *a) {{
+static __always_inline void read_args(void *uregs, u64 *a) {{  /* and the stack pointer */
     struct pt_regs regs = {{}};
     bpf_probe_read_kernel(&regs, sizeof(regs), uregs);
     a[0] = regs.di; a[1] = regs.si; a[2] = regs.dx; a[3] = regs.r10; a[4] = regs.r8;
-    a[5] = regs.r9;
+    a[5] = regs.r9; a[6] = regs.sp;
 }}
 
-RAW_TRACEPOINT_PROBE(sys_enter) {{
-    long nr = ctx->args[1];
-    switch (nr) {{
-    {exec_nrs} case {NR_EXIT}: case {NR_EXIT_GROUP}: break;
-    default: return 0;
-    }}
-    if (!is_traced()) return 0;
-    u64 id = bpf_get_current_pid_tgid();
-    u64 a[6];
-    read_args((void *)ctx->args[0], a);
-    switch (nr) {{
-{chr(10).join(execs)}
-    default: {{  /* exit, exit_group: the process's exit status */
-        struct event *e = reserve_head();
-        if (!e) {{ count_lost(); return 0; }}
-        e->type = {EV_STATUS}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = nr;
-        e->ret = a[0] & 0xff; e->len = 0;
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-    }}
-    }}
-    return 0;
-}}
-
+{_status_probe() if status_at_entry else ""}
 RAW_TRACEPOINT_PROBE(sys_exit) {{
     struct pt_regs *uregs = (struct pt_regs *)ctx->args[0];
     long nr = 0;
@@ -420,14 +425,35 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
     default: return 0;
     }}
     if (!is_traced()) return 0;
-    u64 a[6];
+    u64 a[7];
     read_args(uregs, a);
     struct call f = {{}};
+    f.sp = a[6];
     switch (nr) {{
 {chr(10).join(cases)}
     default: return 0;
     }}
     f.nr = nr;
     return on_exit(&f, ctx->args[1]);
+}}
+"""
+
+
+def _status_probe() -> str:
+    """Without BTF: exit and exit_group send their status at entry (they never return)."""
+    return f"""
+RAW_TRACEPOINT_PROBE(sys_enter) {{
+    long nr = ctx->args[1];
+    if (nr != {NR_EXIT} && nr != {NR_EXIT_GROUP}) return 0;
+    if (!is_traced()) return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct pt_regs regs = {{}};
+    bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0]);
+    struct event *e = reserve_head();
+    if (!e) {{ count_lost(); return 0; }}
+    e->type = {EV_STATUS}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = nr;
+    e->ret = regs.di & 0xff; e->len = 0;
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
 }}
 """

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,14 +99,63 @@ def test_threads_vfork_spawn_and_processes(ebpf: type, cc: CC, tmp_path: Path) -
     backend = ebpf(Options(argv))
     theirs = events(backend)
     assert time.monotonic() - started < 5
-    assert theirs == events(PtraceBackend(Options(argv)))
+    ptrace = PtraceBackend(Options(argv))
+    assert theirs == events(ptrace)
     assert ("open", os.fsencode(tmp_path / "a b"), 0) in theirs
     result = backend.result
     assert result is not None and result.exit_code == 4 and not result.timed_out
     procs = sorted(result.processes.values(), key=lambda p: p.pid)
-    assert [p.argv[0] for p in procs] == [str(prog).encode(), str(script).encode(), b"cat", b"true"]
+    # the kernel's argv (a script's interpreter first), as ptrace records it
+    assert [p.argv[0] for p in procs] == [str(prog).encode(), b"/bin/sh", b"cat", b"true"]
+    assert procs[1].argv[1] == str(script).encode()
     assert [p.exit_code for p in procs] == [4, 3, 0, 0]
+    assert processes(result) == processes(ptrace.result)
     assert backend.lost_events == 0 and backend.unresolved == 0
+
+
+def processes(result: object) -> list[tuple[tuple[bytes, ...], int | None, int | None]]:
+    """Argv and status of each process of a run, in the order they started."""
+    procs = sorted(result.processes.values(), key=lambda p: p.pid)  # type: ignore[attr-defined]
+    return [(p.argv, p.exit_code, p.signal) for p in procs]
+
+
+KILLED = ["/bin/sh", "-c", "/bin/sh -c 'kill -KILL $$'; /bin/sh -c 'exit 7'; exit 5"]
+
+
+def test_statuses_of_killed_and_exited_processes(ebpf: type) -> None:
+    """Exit codes and fatal signals of every process, as ptrace has them (read from the exiting
+    task, at the offset of the kernel's BTF)."""
+    backend = ebpf(Options(KILLED))
+    events(backend)
+    ptrace = PtraceBackend(Options(KILLED))
+    events(ptrace)
+    assert processes(backend.result) == processes(ptrace.result)
+    assert [(code, sig) for _, code, sig in processes(backend.result)] == [
+        (5, None),
+        (None, 9),
+        (7, None),
+    ]
+
+
+NO_BTF = """
+import functools, json, sys
+from tracer import ebpf_backend, ebpf_program
+ebpf_backend.bpf_program = functools.partial(ebpf_program.bpf_program, use_btf=False)
+assert "sys_enter" in ebpf_backend.bpf_program()
+b = ebpf_backend.EbpfBackend(ebpf_backend.Options(sys.argv[1:]))
+list(b.events())
+procs = sorted(b.result.processes.values(), key=lambda p: p.pid)
+print(json.dumps([(p.exit_code, p.signal) for p in procs]))
+"""
+
+
+def test_statuses_without_btf(ebpf: type) -> None:
+    """A kernel without BTF: exit codes come from exit/exit_group at their entry; a process
+    killed by a signal then has none."""
+    out = subprocess.run(
+        [sys.executable, "-c", NO_BTF, *KILLED], capture_output=True, check=True, text=True
+    ).stdout
+    assert json.loads(out.splitlines()[-1]) == [[5, None], [None, None], [7, None]]
 
 
 DUPS = r"""
