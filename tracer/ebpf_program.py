@@ -23,6 +23,7 @@ TRACEFS = "/sys/kernel/tracing"
 EV_CALL, EV_EXEC_PATH, EV_FORK, EV_EXEC, EV_EXIT, EV_STATUS, EV_ARGV = range(7)
 ARGV_MAX, ARGV_COUNT = 4096, 64  # what the kernel copies of an exec's argv (bytes, strings)
 NR_EXIT, NR_EXIT_GROUP, NR_CHROOT, NR_BPF = 60, 231, 161, 321
+NR_IA32_EXECVE = 11  # what a successful exec into a 32-bit image returns from (munmap in 64-bit)
 # type, tgid, tid, nr, ret, dirfd, flags, other, len, base, serial, agg
 HEAD = struct.Struct("=IIIIqiIIIQQQ")
 
@@ -34,6 +35,7 @@ def bpf_program(use_btf: bool = True) -> str:
     kernel's BTF gives (``use_btf``); without BTF, from its exit or exit_group call at entry,
     which costs every syscall on the machine a second probe (find /usr: ~4%)."""
     exit_code_at = exit_code_offset() if use_btf else None
+    compat_at = compat_status_offset() if use_btf else None
     parts = [
         f"""
 #include <uapi/linux/ptrace.h>
@@ -45,6 +47,9 @@ def bpf_program(use_btf: bool = True) -> str:
 /* a recorded call's arguments, read at its exit from the registers it was made with (x86-64
    leaves them in pt_regs; only the return value changes): no map between entry and exit */
 struct call {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; u64 sp; }};
+#define USER_CS 0x33  /* the code segments of 64-bit and of 32-bit user code */
+#define USER32_CS 0x23
+#define TS_COMPAT 0x0002  /* thread_info.status: the current syscall is a 32-bit one */
 /* base: the open record the call's fd comes from; serial: the one an open's new fd gets */
 struct event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
@@ -146,7 +151,7 @@ struct argv_event {{
     char buf[2 * {ARGV_MAX}];
 }};
 BPF_PERCPU_ARRAY(argv_scratch, struct argv_event, 1);
-static __always_inline void send_argv(u64 id, u64 uargv) {{
+static __always_inline void send_argv(u64 id, u64 uargv, u32 step) {{  /* step: pointer size */
     int zero = 0;
     struct argv_event *e = argv_scratch.lookup(&zero);
     if (!e) return;
@@ -156,7 +161,9 @@ static __always_inline void send_argv(u64 id, u64 uargv) {{
     #pragma unroll
     for (int i = 0; i < {ARGV_COUNT}; i++) {{
         u64 p = 0;
-        if (bpf_probe_read_user(&p, sizeof(p), (void *)(uargv + i * 8)) != 0 || p == 0) break;
+        if (bpf_probe_read_user(&p, sizeof(p), (void *)(uargv + i * step)) != 0) break;
+        if (step == 4) p &= 0xffffffff;
+        if (p == 0) break;
         if (off >= {ARGV_MAX}) {{ e->other = 1; break; }}
         long n = bpf_probe_read_user_str(&e->buf[off & ({ARGV_MAX} - 1)], {ARGV_MAX}, (void *)p);
         if (n <= 0) break;
@@ -185,9 +192,9 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
         }}
     }}
     if (f->what == WHAT_EXEC && ret == 0) {{
-        /* in a new image now (its path came with sched_process_exec): the stack pointer is
-           the new one, at argc with argv after it */
-        send_argv(id, f->sp + 8);
+        /* in a new (64-bit) image now, its path came with sched_process_exec: the stack
+           pointer is the new one, at argc with argv after it */
+        send_argv(id, f->sp + 8, 8);
         return 0;
     }}
     if (f->what == WHAT_STATE && ret == 0) {{
@@ -326,7 +333,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
 }}
 """
     ]
-    parts.append(_probes(status_at_entry=exit_code_at is None))
+    parts.append(_probes(status_at_entry=exit_code_at is None, compat_at=compat_at))
     return "\n".join(parts)
 
 
@@ -368,7 +375,27 @@ def _arg(index: int | None, cast: str) -> str:
     return f"({cast})a[{index}]" if index is not None else "0"
 
 
-def _probes(status_at_entry: bool) -> str:
+def compat_status_offset() -> int | None:
+    """Where ``task_struct.thread_info.status`` is in the running kernel; None without BTF."""
+    try:
+        return member_offset("task_struct", "thread_info") + member_offset("thread_info", "status")
+    except BtfError:
+        return None
+
+
+def _compat_check(offset: int | None) -> str:
+    """A 32-bit syscall (a 32-bit program, or ``int 0x80``) has other numbers and arguments:
+    it is not recorded, as the ptrace backend's seccomp filter lets it through. Without BTF
+    only a 32-bit program's calls are told apart, by their code segment."""
+    if offset is None:
+        return "if (a[7] != USER_CS) return 0;"
+    return (
+        "u32 ts = 0; bpf_probe_read_kernel(&ts, sizeof(ts), "
+        f"(char *)bpf_get_current_task() + {offset}); if (ts & TS_COMPAT) return 0;"
+    )
+
+
+def _probes(status_at_entry: bool, compat_at: int | None) -> str:
     """The raw tracepoint ``sys_exit``: one switch on the syscall number with constant argument
     offsets for the verifier (one probe attaches and detaches in milliseconds, where one pair
     per syscall took seconds to detach).
@@ -409,7 +436,7 @@ static __always_inline void read_args(void *uregs, u64 *a) {{  /* and the stack 
     struct pt_regs regs = {{}};
     bpf_probe_read_kernel(&regs, sizeof(regs), uregs);
     a[0] = regs.di; a[1] = regs.si; a[2] = regs.dx; a[3] = regs.r10; a[4] = regs.r8;
-    a[5] = regs.r9; a[6] = regs.sp;
+    a[5] = regs.r9; a[6] = regs.sp; a[7] = regs.cs;
 }}
 
 {_status_probe() if status_at_entry else ""}
@@ -421,12 +448,23 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
     case {NR_GETDENTS64}: case {NR_GETDENTS}:
         if (ctx->args[1] == 0) return 0;  /* the end of a listing recorded by its first read */
         break;
+    case {NR_IA32_EXECVE}: {{  /* a successful exec into a 32-bit image (the kernel makes every
+        such exec this call), or a 64-bit munmap: the code segment tells */
+        if (ctx->args[1] != 0) return 0;
+        u64 cs = 0, sp = 0;
+        bpf_probe_read_kernel(&cs, sizeof(cs), &uregs->cs);
+        if (cs != USER32_CS || !is_traced()) return 0;
+        bpf_probe_read_kernel(&sp, sizeof(sp), &uregs->sp);
+        send_argv(bpf_get_current_pid_tgid(), sp + 4, 4);
+        return 0;
+    }}
     {recorded} break;
     default: return 0;
     }}
     if (!is_traced()) return 0;
-    u64 a[7];
+    u64 a[8];
     read_args(uregs, a);
+    {_compat_check(compat_at)}
     struct call f = {{}};
     f.sp = a[6];
     switch (nr) {{
