@@ -60,6 +60,7 @@ _EV_FORK, _EV_VFORK, _EV_CLONE, _EV_EXEC, _EV_SECCOMP = 1, 2, 3, 4, 7
 _OP_ENTRY, _OP_EXIT, _OP_SECCOMP = 1, 2, 3
 _SECCOMP_STOP = (_EV_SECCOMP << 8) | signal.SIGTRAP  # status >> 8 of a seccomp stop
 _WALL = 0x40000000
+_X86_64 = seccomp.AUDIT_ARCH_X86_64  # a native call (32-bit ones have AUDIT_ARCH_I386)
 _INFO = struct.Struct("=BxxxIQQ")  # op, arch, instruction pointer, stack pointer
 _NR_ARGS = struct.Struct("=Q6Q")  # nr, args[6] (entry and seccomp)
 _EXIT = struct.Struct("=qB")  # rval, is_error
@@ -283,7 +284,9 @@ class PtraceBackend:
             if op == _OP_EXIT:
                 if tracee.pending is not None:
                     event = self._exited(pid, tracee)
-            elif op in (_OP_SECCOMP, _OP_ENTRY):
+            elif op in (_OP_SECCOMP, _OP_ENTRY) and _INFO.unpack_from(self._info)[1] == _X86_64:
+                # (the filter lets 32-bit calls through; every-syscall stops see them too:
+                # other numbers, other arguments, not recorded)
                 nr, *args = _NR_ARGS.unpack_from(self._info, _INFO.size)
                 call = BY_NR.get(nr)
                 if call is not None:
