@@ -75,13 +75,17 @@ OURS = (
 # an invocation with several -E do): each run's time, and the same workload with the records
 # left in the ring buffer until it has exited (what the probes cost the traced program itself).
 EBPF_LOADED = (
-    "import json, os, statistics, sys, time, ctypes\n"
+    "import json, os, statistics, subprocess, sys, time, ctypes\n"
     "from tracer import ebpf_backend as eb\n"
     "from tracer.ptrace_backend import Options\n"
     "runs, argv = int(sys.argv[1]), sys.argv[2:]\n"
     "t = time.perf_counter(); loaded = eb._Loaded.acquire(eb.load_bcc()); loaded.release()\n"
     "load = time.perf_counter() - t\n"
-    "per_run, kernel = [], []\n"
+    "per_run, kernel, others = [], [], []\n"
+    "def untraced():\n"
+    "    t = time.perf_counter(); subprocess.run(argv, stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.DEVNULL, cwd='/')\n"
+    "    return time.perf_counter() - t\n"
     "for _ in range(runs):\n"
     "    b = eb.EbpfBackend(Options(argv))\n"
     "    t = time.perf_counter(); n = sum(1 for _ in b.events())\n"
@@ -93,9 +97,14 @@ EBPF_LOADED = (
     "    t = time.perf_counter(); os.write(gate, b'go'); os.close(gate); os.waitpid(pid, 0)\n"
     "    kernel.append(time.perf_counter() - t)\n"
     "    loaded.release()\n"
+    "    others.append(untraced())\n"
     "t = time.perf_counter(); loaded.bpf.cleanup(); unload = time.perf_counter() - t\n"
+    "empty = eb.load_bcc().BPF(text=b'RAW_TRACEPOINT_PROBE(sys_exit) { return 0; }')\n"
+    "floor = [untraced() for _ in range(runs)]\n"
+    "empty.cleanup()\n"
     "med = statistics.median\n"
     "print(json.dumps({'per_run': med(per_run), 'kernel': med(kernel), 'events': n,\n"
+    "                  'others': med(others), 'floor': med(floor),\n"
     "                  'load': load, 'unload': unload}))\n"
 )
 STRACE = ["strace", "-f", "--seccomp-bpf", "-e", "trace=%file,%process", "-o", "/dev/null"]
@@ -204,7 +213,9 @@ def main() -> None:
             f"{t_pinned:.3f} ({t_pinned / base:.1f}x) | {t_ours:.3f} ({t_ours / base:.1f}x) | "
             f"{t_free:.3f} ({t_free / base:.1f}x) | {t_mem:.3f} ({t_mem / base:.1f}x) | "
             f"{t_ebpf:.3f} ({t_ebpf / base:.1f}x) | {t_run:.3f} ({t_run / base:.2f}x) | "
-            f"{t_kernel:.3f} ({t_kernel / base:.2f}x) | {loaded['events']} | "
+            f"{t_kernel:.3f} ({t_kernel / base:.2f}x) | "
+            f"{loaded['others']:.3f} ({loaded['others'] / base:.2f}x) | "
+            f"{loaded['floor']:.3f} ({loaded['floor'] / base:.2f}x) | {loaded['events']} | "
             f"{t_ours / t_strace:.2f} | {t_ours / t_pinned:.2f} |"
         )
         theirs, mine, bpf = path_sets(argv)
@@ -223,9 +234,10 @@ def main() -> None:
             "",
             "| workload | untraced s | strace s | strace pinned s | ours s (pinned, default) "
             "| ours unpinned s | ours, events in memory only s | eBPF, new process s "
-            "| eBPF per run, program loaded s | eBPF, the program's own time s | events "
-            "| ours / strace | ours / strace pinned |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| eBPF per run, program loaded s | eBPF, the program's own time s "
+            "| eBPF loaded, the workload untraced s | one empty sys_exit probe, untraced s "
+            "| events | ours / strace | ours / strace pinned |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "eBPF columns: *new process* is a whole `python -c` that loads bcc, compiles and "
@@ -233,7 +245,10 @@ def main() -> None:
             "that loaded the program already (as `minicon serve` or one invocation with several "
             f"-E do: loading took {loads[0]:.2f} s and unloading {loads[1]:.2f} s here); "
             "*own time* is the traced program alone with the records read after it exited "
-            "(what the probes cost it; the rest of *per run* is reading and resolving records).",
+            "(what the probes cost it; the rest of *per run* is reading and resolving records); "
+            "*loaded, untraced* is what a process the trace does not follow pays while one runs; "
+            "*one empty probe* is the floor of syscall tracepoints: the workload untraced with "
+            "only an empty raw `sys_exit` program attached.",
             "",
             "Path sets (one `strace -f -y` run read back with tracer.strace_log vs one of ours):",
             "",
