@@ -112,6 +112,7 @@ def test_threads_vfork_spawn_and_processes(ebpf: type, cc: CC, tmp_path: Path) -
     assert [p.exit_code for p in procs] == [4, 3, 0, 0]
     assert processes(result) == processes(ptrace.result)
     assert backend.lost_events == 0 and backend.unresolved == 0
+    assert traced_left() == []
 
 
 def processes(result: object) -> list[tuple[tuple[bytes, ...], int | None, int | None]]:
@@ -332,8 +333,24 @@ def test_time_limit_and_unknown_program(ebpf: type, tmp_path: Path) -> None:
     assert backend.result.timed_out
     time.sleep(0.2)
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""
+    assert traced_left() == []  # the killed tree is out of the kernel's traced set
     with pytest.raises(TraceeStartError):
         list(ebpf(Options(["no-such-program-minicon"])).events())
+    assert traced_left() == []
+
+
+def traced_left() -> list[int]:
+    """The pids still in the kernel's traced set (a bit per pid)."""
+    from tracer.ebpf_backend import _Loaded
+
+    assert _Loaded._instance is not None
+    traced = _Loaded._instance.bpf[b"traced"]
+    return [
+        int(key) * 64 + bit
+        for key, word in traced.items_lookup_batch()
+        for bit in range(64)
+        if int(word) >> bit & 1
+    ]
 
 
 UC2 = ("openssh-client", "iproute2", "iputils-ping", "wget")
