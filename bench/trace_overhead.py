@@ -79,13 +79,14 @@ EBPF_LOADED = (
     "from tracer import ebpf_backend as eb\n"
     "from tracer.ptrace_backend import Options\n"
     "runs, argv = int(sys.argv[1]), sys.argv[2:]\n"
-    "t = time.perf_counter(); loaded = eb._Loaded.acquire(eb.load_bcc()); loaded.release(None)\n"
-    "load = time.perf_counter() - t\n"
-    "per_run, kernel, others = [], [], []\n"
     "def untraced():\n"
     "    t = time.perf_counter(); subprocess.run(argv, stdout=subprocess.DEVNULL, "
     "stderr=subprocess.DEVNULL, cwd='/')\n"
     "    return time.perf_counter() - t\n"
+    "before = [untraced() for _ in range(runs)]  # nothing loaded: this process's own baseline\n"
+    "t = time.perf_counter(); loaded = eb._Loaded.acquire(eb.load_bcc()); loaded.release(None)\n"
+    "load = time.perf_counter() - t\n"
+    "per_run, kernel, others = [], [], []\n"
     "for _ in range(runs):\n"
     "    b = eb.EbpfBackend(Options(argv))\n"
     "    t = time.perf_counter(); n = sum(1 for _ in b.events())\n"
@@ -102,9 +103,10 @@ EBPF_LOADED = (
     "empty = eb.load_bcc().BPF(text=b'RAW_TRACEPOINT_PROBE(sys_exit) { return 0; }')\n"
     "floor = [untraced() for _ in range(runs)]\n"
     "empty.cleanup()\n"
+    "after = [untraced() for _ in range(runs)]\n"
     "med = statistics.median\n"
     "print(json.dumps({'per_run': med(per_run), 'kernel': med(kernel), 'events': n,\n"
-    "                  'others': med(others), 'floor': med(floor),\n"
+    "                  'others': med(others), 'floor': med(floor), 'base': med(before + after),\n"
     "                  'load': load, 'unload': unload}))\n"
 )
 STRACE = ["strace", "-f", "--seccomp-bpf", "-e", "trace=%file,%process", "-o", "/dev/null"]
@@ -206,16 +208,17 @@ def main() -> None:
         base, t_strace, t_pinned = t["base"], t["strace"], t["pinned"]
         t_ours, t_free, t_mem, t_ebpf = t["ours"], t["free"], t["mem"], t["ebpf"]
         loaded = ebpf_loaded(argv)
-        t_run, t_kernel = loaded["per_run"], loaded["kernel"]
+        t_run, t_kernel, local = loaded["per_run"], loaded["kernel"], loaded["base"]
         loads = (loaded["load"], loaded["unload"])
         rows.append(
             f"| {name} | {base:.3f} | {t_strace:.3f} ({t_strace / base:.1f}x) | "
             f"{t_pinned:.3f} ({t_pinned / base:.1f}x) | {t_ours:.3f} ({t_ours / base:.1f}x) | "
             f"{t_free:.3f} ({t_free / base:.1f}x) | {t_mem:.3f} ({t_mem / base:.1f}x) | "
-            f"{t_ebpf:.3f} ({t_ebpf / base:.1f}x) | {t_run:.3f} ({t_run / base:.2f}x) | "
-            f"{t_kernel:.3f} ({t_kernel / base:.2f}x) | "
-            f"{loaded['others']:.3f} ({loaded['others'] / base:.2f}x) | "
-            f"{loaded['floor']:.3f} ({loaded['floor'] / base:.2f}x) | {loaded['events']} | "
+            f"{t_ebpf:.3f} ({t_ebpf / base:.1f}x) | {t_run:.3f} ({t_run / local:.2f}x) | "
+            f"{t_kernel:.3f} ({t_kernel / local:.2f}x) | "
+            f"{loaded['others']:.3f} ({loaded['others'] / local:.2f}x) | "
+            f"{loaded['floor']:.3f} ({loaded['floor'] / local:.2f}x) | {local:.3f} | "
+            f"{loaded['events']} | "
             f"{t_ours / t_strace:.2f} | {t_ours / t_pinned:.2f} |"
         )
         theirs, mine, bpf = path_sets(argv)
@@ -236,8 +239,8 @@ def main() -> None:
             "| ours unpinned s | ours, events in memory only s | eBPF, new process s "
             "| eBPF per run, program loaded s | eBPF, the program's own time s "
             "| eBPF loaded, the workload untraced s | one empty sys_exit probe, untraced s "
-            "| events | ours / strace | ours / strace pinned |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| untraced, the eBPF columns' own s | events | ours / strace | ours / strace pinned |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "eBPF columns: *new process* is a whole `python -c` that loads bcc, compiles and "
@@ -248,7 +251,9 @@ def main() -> None:
             "(what the probes cost it; the rest of *per run* is reading and resolving records); "
             "*loaded, untraced* is what a process the trace does not follow pays while one runs; "
             "*one empty probe* is the floor of syscall tracepoints: the workload untraced with "
-            "only an empty raw `sys_exit` program attached.",
+            "only an empty raw `sys_exit` program attached. The ratios of these four columns are "
+            "to the untraced time measured in the same process, before the program is loaded and "
+            "after it is gone (*the eBPF columns' own*): the VM's speed drifts between columns.",
             "",
             "Path sets (one `strace -f -y` run read back with tracer.strace_log vs one of ours):",
             "",
