@@ -21,32 +21,31 @@ _TYPE = struct.Struct("<III")  # name_off, info (vlen, kind, kind_flag), size or
 _MEMBER = struct.Struct("<III")  # name_off, type, offset (bits; with kind_flag: low 24 bits)
 _STRUCT, _UNION = 4, 5
 _EXTRA = {1: 4, 3: 12, 14: 4, 17: 4}  # int, array, var, decl_tag: one fixed record after
-_PER_ITEM = {
-    4: 12,
-    5: 12,
-    6: 8,
-    13: 8,
-    15: 12,
-    19: 12,
-}  # struct/union, enum, proto, datasec, enum64
+# struct/union, enum, func_proto, datasec, enum64: one record per member, value or parameter
+_PER_ITEM = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
 
 
 class BtfError(Exception):
     """No BTF, or not in the format this reader knows."""
 
 
-def member_offset(struct_name: str, member: str, path: str = VMLINUX) -> int:
-    """The byte offset of ``struct_name.member`` in the running kernel."""
+def load(path: str = VMLINUX) -> Types:
+    """The kernel's types, read once for any number of lookups."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
         msg = f"{path}: {exc.strerror} (a kernel built without CONFIG_DEBUG_INFO_BTF)"
         raise BtfError(msg) from None
-    return _Types(data).member_offset(struct_name.encode(), member.encode())
+    return Types(data)
 
 
-class _Types:
+def member_offset(struct_name: str, member: str, path: str = VMLINUX) -> int:
+    """The byte offset of ``struct_name.member`` in the running kernel (one lookup)."""
+    return load(path).member_offset(struct_name, member)
+
+
+class Types:
     def __init__(self, data: bytes) -> None:
         if len(data) < _HEADER.size:
             raise BtfError("BTF data too short")
@@ -76,8 +75,10 @@ class _Types:
             self.at.append(self.pos)
             self.pos += _TYPE.size + _EXTRA.get(kind, 0) + _PER_ITEM.get(kind, 0) * vlen
 
-    def member_offset(self, struct_name: bytes, member: bytes) -> int:
-        want_struct, want_member = self._name(struct_name), self._name(member)
+    def member_offset(self, struct_name: str, member: str) -> int:
+        """The byte offset of ``struct_name.member``; records read for one lookup serve the
+        next."""
+        want_struct, want_member = self._name(struct_name.encode()), self._name(member.encode())
         type_id = 1
         while type_id < len(self.at) or self.pos < self.end:
             self._read_to(type_id)
@@ -87,7 +88,7 @@ class _Types:
                 if found is not None:
                     return found
             type_id += 1
-        raise BtfError(f"struct {struct_name.decode()} has no {member.decode()} in the BTF")
+        raise BtfError(f"struct {struct_name} has no {member} in the BTF")
 
     def _find(self, type_id: int, want: int, depth: int = 0) -> int | None:
         """The byte offset of member ``want`` in struct/union ``type_id``, looking into its

@@ -15,8 +15,7 @@ probe take it from exit/exit_group, which costs every syscall on the machine a s
 (find /usr ran 1.13x untraced with two empty raw probes attached, 1.06-1.09x with one).
 ``sched_process_fork``/``exec``/``exit`` keep the set of traced processes in a kernel bitmap (a
 bit per pid), so other processes on the machine cost a switch and at most one inlined array
-lookup per syscall. Processes are recorded
-as the ptrace backend records them.
+lookup per syscall. Processes are recorded as the ptrace backend records them.
 
 Aggregated in the kernel: a ``dup`` is traced back to the open its descriptor comes from (no
 record), and a call that repeats one already sent in the same run (same call, outcome and
@@ -128,9 +127,7 @@ class _Loaded:
         except Exception as exc:  # bcc raises plain Exceptions when the kernel refuses
             raise TracerUnavailableError(f"the kernel refused the eBPF program: {exc}") from None
         self.ring = RingBuffer(self.bpf[b"events"].map_fd, RING_PAGES * mmap.PAGESIZE)
-        self._zeros: tuple[ctypes.Array[ctypes.c_uint32], ctypes.Array[ctypes.c_uint64]] | None = (
-            None
-        )
+        self._zeros: tuple[Any, Any] | None = None  # every key and a zero each, for release
         atexit.register(self._detach)  # before bcc's own clean-up (atexit runs newest first)
 
     def missed(self) -> int:

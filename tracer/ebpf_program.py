@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from .btf import BtfError, member_offset
+from . import btf
 from .events import Kind
 from .paths import read_small
 from .syscalls import AT_EMPTY_PATH, AT_FDCWD, TABLE, Syscall
@@ -35,8 +35,9 @@ def bpf_program(use_btf: bool = True) -> str:
     A process's exit status is read from its ``task_struct`` when it exits, at the offset the
     kernel's BTF gives (``use_btf``); without BTF, from its exit or exit_group call at entry,
     which costs every syscall on the machine a second probe (find /usr: ~4%)."""
-    exit_code_at = exit_code_offset() if use_btf else None
-    compat_at = compat_status_offset() if use_btf else None
+    types = _kernel_types() if use_btf else None
+    exit_code_at = exit_code_offset(types)
+    compat_at = compat_status_offset(types)
     parts = [
         f"""
 #include <uapi/linux/ptrace.h>
@@ -356,11 +357,18 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
     return "\n".join(parts)
 
 
-def exit_code_offset() -> int | None:
+def _kernel_types() -> btf.Types | None:
+    try:
+        return btf.load()
+    except btf.BtfError:
+        return None
+
+
+def exit_code_offset(types: btf.Types | None) -> int | None:
     """Where ``task_struct.exit_code`` is in the running kernel; None without BTF."""
     try:
-        return member_offset("task_struct", "exit_code")
-    except BtfError:
+        return types.member_offset("task_struct", "exit_code") if types else None
+    except btf.BtfError:
         return None
 
 
@@ -394,11 +402,14 @@ def _arg(index: int | None, cast: str) -> str:
     return f"({cast})a[{index}]" if index is not None else "0"
 
 
-def compat_status_offset() -> int | None:
+def compat_status_offset(types: btf.Types | None) -> int | None:
     """Where ``task_struct.thread_info.status`` is in the running kernel; None without BTF."""
+    if types is None:
+        return None
     try:
-        return member_offset("task_struct", "thread_info") + member_offset("thread_info", "status")
-    except BtfError:
+        info = types.member_offset("task_struct", "thread_info")
+        return info + types.member_offset("thread_info", "status")
+    except btf.BtfError:
         return None
 
 

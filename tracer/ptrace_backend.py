@@ -284,15 +284,18 @@ class PtraceBackend:
             if op == _OP_EXIT:
                 if tracee.pending is not None:
                     event = self._exited(pid, tracee)
-            elif op in (_OP_SECCOMP, _OP_ENTRY) and _INFO.unpack_from(self._info)[1] == _X86_64:
-                # (the filter lets 32-bit calls through; every-syscall stops see them too:
-                # other numbers, other arguments, not recorded)
+            elif op == _OP_SECCOMP or (op == _OP_ENTRY and self._native()):
                 nr, *args = _NR_ARGS.unpack_from(self._info, _INFO.size)
                 call = BY_NR.get(nr)
                 if call is not None:
                     event = self._entered(pid, tracee, call, args)
         self._resume(pid, 0)
         return event
+
+    def _native(self) -> bool:
+        """An every-syscall entry stop of a native call: 32-bit ones have other numbers and
+        arguments and are not recorded (the seccomp filter lets them through unstopped)."""
+        return bool(_INFO.unpack_from(self._info)[1] == _X86_64)
 
     def _exited(self, pid: int, tracee: _Tracee) -> Event | None:
         """The exit stop of a call whose outcome only the kernel knows."""
