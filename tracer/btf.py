@@ -1,4 +1,4 @@
-"""Member offsets of the running kernel's structs, from its BTF (``/sys/kernel/btf/vmlinux``).
+"""Member offsets and type ids of the running kernel, from its BTF (``/sys/kernel/btf/vmlinux``).
 
 bcc compiles the eBPF program against kernel headers, and on a kernel without its own headers
 package those are another kernel's (``scripts/ebpf.sh`` links the nearest Debian ones): their
@@ -13,13 +13,14 @@ is among the first types of vmlinux, so a lookup reads 5 MB and parses a few hun
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 _MAGIC = 0xEB9F
 _HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type/str offsets, lengths
 _TYPE = struct.Struct("<III")  # name_off, info (vlen, kind, kind_flag), size or type
 _MEMBER = struct.Struct("<III")  # name_off, type, offset (bits; with kind_flag: low 24 bits)
-_STRUCT, _UNION = 4, 5
+_STRUCT, _UNION, _TYPEDEF = 4, 5, 8
 _EXTRA = {1: 4, 3: 12, 14: 4, 17: 4}  # int, array, var, decl_tag: one fixed record after
 # struct/union, enum, func_proto, datasec, enum64: one record per member, value or parameter
 _PER_ITEM = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
@@ -78,17 +79,30 @@ class Types:
     def member_offset(self, struct_name: str, member: str) -> int:
         """The byte offset of ``struct_name.member``; records read for one lookup serve the
         next."""
-        want_struct, want_member = self._name(struct_name.encode()), self._name(member.encode())
+        want_member = self._name(member.encode())
+        for type_id in self._named(struct_name, _STRUCT):
+            found = self._find(type_id, want_member)
+            if found is not None:
+                return found
+        raise BtfError(f"struct {struct_name} has no {member} in the BTF")
+
+    def typedef_id(self, name: str) -> int:
+        """The type id of typedef ``name`` (a BTF-typed tracepoint is named by the id of its
+        ``btf_trace_<name>`` typedef)."""
+        for type_id in self._named(name, _TYPEDEF):
+            return type_id
+        raise BtfError(f"typedef {name}: not in the kernel's BTF")
+
+    def _named(self, name: str, kind: int) -> Iterator[int]:
+        """The ids of the types of this kind and name, in id order."""
+        want = self._name(name.encode())
         type_id = 1
         while type_id < len(self.at) or self.pos < self.end:
             self._read_to(type_id)
-            name, info, _ = _TYPE.unpack_from(self.data, self.at[type_id])
-            if (info >> 24) & 0x1F == _STRUCT and name == want_struct:
-                found = self._find(type_id, want_member)
-                if found is not None:
-                    return found
+            name_off, info, _ = _TYPE.unpack_from(self.data, self.at[type_id])
+            if (info >> 24) & 0x1F == kind and name_off == want:
+                yield type_id
             type_id += 1
-        raise BtfError(f"struct {struct_name} has no {member} in the BTF")
 
     def _find(self, type_id: int, want: int, depth: int = 0) -> int | None:
         """The byte offset of member ``want`` in struct/union ``type_id``, looking into its

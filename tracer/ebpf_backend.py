@@ -44,14 +44,15 @@ import ctypes
 import mmap
 import os
 import signal
-import struct
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from . import bpfsys, btf
 from .ebpf_program import (
+    DIRECT_PROBE,
     EV_ARGV,
     EV_CALL,
     EV_EXEC,
@@ -60,7 +61,6 @@ from .ebpf_program import (
     EV_FORK,
     EV_STATUS,
     HEAD,
-    NR_BPF,
     NR_DUP,
     NR_DUP2,
     NR_DUP3,
@@ -122,25 +122,52 @@ class _Loaded:
     _instance: _Loaded | None = None
 
     def __init__(self, bcc: Any) -> None:
+        self._fds: list[int] = []  # the BTF-typed probe's program and link, when there is one
+        text = bpf_program()
         try:
-            self.bpf = bcc.BPF(text=bpf_program().encode())
+            self.bpf = bcc.BPF(text=text.encode())
+            if DIRECT_PROBE in text and not self._attach_direct():
+                self.bpf.cleanup()
+                self.bpf = bcc.BPF(text=bpf_program(direct=False).encode())
         except Exception as exc:  # bcc raises plain Exceptions when the kernel refuses
             raise TracerUnavailableError(f"the kernel refused the eBPF program: {exc}") from None
         self.ring = RingBuffer(self.bpf[b"events"].map_fd, RING_PAGES * mmap.PAGESIZE)
         self._zeros: tuple[Any, Any] | None = None  # every key and a zero each, for release
         atexit.register(self._detach)  # before bcc's own clean-up (atexit runs newest first)
 
+    def _attach_direct(self) -> bool:
+        """Load and attach the BTF-typed syscall probe (:mod:`tracer.bpfsys`); False when the
+        kernel refuses it (then the plain raw tracepoint does the same job, slower)."""
+        try:
+            btf_id = btf.load().typedef_id("btf_trace_sys_exit")
+            insns = self.bpf.dump_func(DIRECT_PROBE.encode())
+            self._fds.append(bpfsys.load_btf_raw_tracepoint(insns, btf_id, b"minicon_exit"))
+            self._fds.append(bpfsys.attach_raw_tracepoint(self._fds[0]))
+        except (btf.BtfError, OSError):
+            self._close_direct()
+            return False
+        return True
+
+    @property
+    def direct(self) -> bool:
+        """The syscall probe is the BTF-typed one (else a plain raw tracepoint)."""
+        return bool(self._fds)
+
+    def _close_direct(self) -> None:
+        for fd in reversed(self._fds):
+            os.close(fd)
+        self._fds.clear()
+
     def missed(self) -> int:
         """Runs of our programs the kernel skipped (a program preempted on a CPU, and another
         task there hitting the same probe: the kernel does not nest them). Each is a lost call."""
-        total = 0
-        for func in self.bpf.funcs.values():
-            total += _recursion_misses(func.fd)
-        return total
+        progs = [func.fd for func in self.bpf.funcs.values()] + self._fds[:1]
+        return sum(bpfsys.recursion_misses(fd) for fd in progs)
 
     def _detach(self) -> None:
         """Detach the sched tracepoints side by side: each waits ~80 ms for the kernel (a grace
         period), one after the other in bcc's clean-up; the raw tracepoints go at once."""
+        self._close_direct()
         threads = [
             threading.Thread(target=self.bpf.detach_tracepoint, args=(tp,))
             for tp in list(self.bpf.tracepoint_fds)
@@ -541,20 +568,6 @@ class EbpfBackend:
 
     def _emit(self, kind: Kind, path: bytes, err: int, pid: int, flags: int) -> None:
         self._queue.append(Event(kind, path, err, pid, flags, time.monotonic() - self._t0))
-
-
-_BPF_OBJ_GET_INFO_BY_FD = 15
-_PROG_INFO_SIZE, _RECURSION_MISSES = 232, 208  # struct bpf_prog_info (UAPI: append-only)
-
-
-def _recursion_misses(fd: int) -> int:
-    info = ctypes.create_string_buffer(_PROG_INFO_SIZE)
-    attr = struct.pack("=IIQ", fd, _PROG_INFO_SIZE, ctypes.addressof(info))
-    buf = ctypes.create_string_buffer(attr, 16)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(NR_BPF, _BPF_OBJ_GET_INFO_BY_FD, buf, 16) != 0:
-        return 0  # a kernel without the field: nothing known to be lost
-    return int(struct.unpack_from("=Q", info.raw, _RECURSION_MISSES)[0])
 
 
 # the calls :meth:`EbpfBackend._consume` takes itself: nr -> (kind, about an fd)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from minicon.cli import main
 from tracer import btf
-from tracer.ebpf_program import bpf_program, exit_code_offset
+from tracer.ebpf_program import DIRECT_PROBE, bpf_program, exit_code_offset
 
 
 def blob(types: list[bytes], names: list[bytes]) -> bytes:
@@ -27,7 +27,7 @@ def name_at(names: list[bytes], name: bytes) -> int:
 
 
 def test_member_offsets_through_anonymous_members(tmp_path: Path) -> None:
-    names = [b"int", b"task_struct", b"pid", b"exit_code", b"flags"]
+    names = [b"int", b"task_struct", b"pid", b"exit_code", b"flags", b"btf_trace_x"]
     n = lambda name: name_at(names, name)  # noqa: E731
     info = lambda kind, vlen, kflag=0: (kflag << 31) | (kind << 24) | vlen  # noqa: E731
     types = [
@@ -44,10 +44,15 @@ def test_member_offsets_through_anonymous_members(tmp_path: Path) -> None:
         struct.pack("<III", 0, info(5, 2), 4)
         + struct.pack("<III", n(b"exit_code"), 1, 0)
         + struct.pack("<III", n(b"flags"), 1, 0),
+        # 5: typedef int btf_trace_x
+        struct.pack("<III", n(b"btf_trace_x"), info(8, 0), 1),
     ]
     path = tmp_path / "vmlinux"
     path.write_bytes(blob(types, names))
     assert btf.member_offset("task_struct", "pid", str(path)) == 4
+    assert btf.load(str(path)).typedef_id("btf_trace_x") == 5
+    with pytest.raises(btf.BtfError, match="typedef task_struct"):
+        btf.load(str(path)).typedef_id("task_struct")  # a struct, not a typedef
     assert btf.member_offset("task_struct", "exit_code", str(path)) == 8
     with pytest.raises(btf.BtfError, match="no int"):
         btf.member_offset("task_struct", "int", str(path))
@@ -70,17 +75,25 @@ def test_the_running_kernels_task_struct() -> None:
     assert offset is not None and 0 < offset < 16384
     assert types.member_offset("task_struct", "pid") != offset  # one read serves both lookups
     assert offset == btf.member_offset("task_struct", "exit_code")
+    assert types.typedef_id("btf_trace_sys_exit") > 0  # what the BTF-typed probe attaches to
 
 
 def test_dump_bpf() -> None:
-    """The hidden --dump-bpf prints the program: one syscall probe, at exit, unless there is no
-    BTF to read exit statuses with."""
+    """The hidden --dump-bpf prints the program: one syscall probe, at exit (BTF-typed, with
+    plain loads of the kernel's fields, where the kernel has BTF), unless there is no BTF to
+    read exit statuses with."""
     out = CliRunner().invoke(main, ["trace", "--dump-bpf"])
     assert out.exit_code == 0, out.output
-    assert "RAW_TRACEPOINT_PROBE(sys_exit)" in out.output
     assert "TRACEPOINT_PROBE(sched, sched_process_fork)" in out.output
     offset = exit_code_offset(btf.load()) if os.path.exists(btf.VMLINUX) else None
     if offset is not None:
+        assert f"int {DIRECT_PROBE}(u64 *ctx)" in out.output
+        assert "RAW_TRACEPOINT_PROBE(sys_exit)" not in out.output
         assert "RAW_TRACEPOINT_PROBE(sys_enter)" not in out.output
         assert f"bpf_get_current_task() + {offset}" in out.output
-    assert "RAW_TRACEPOINT_PROBE(sys_enter)" in bpf_program(use_btf=False)
+        assert "bpf_get_current_task_btf()" in out.output  # the 32-bit check, a plain load
+    plain = bpf_program(direct=False)
+    assert "RAW_TRACEPOINT_PROBE(sys_exit)" in plain and DIRECT_PROBE not in plain
+    assert "bpf_probe_read_kernel(&dst, sizeof(dst), src)" in plain
+    without = bpf_program(use_btf=False)
+    assert "RAW_TRACEPOINT_PROBE(sys_enter)" in without and DIRECT_PROBE not in without

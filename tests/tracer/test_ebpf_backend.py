@@ -55,6 +55,7 @@ int main(int c, char **v) {
     int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 10);
     close(openat(dup_fd, "sub/f", O_RDONLY));             /* through a duplicated dirfd */
     fstatat(dfd, "missing", &st, 0);
+    fstatat(dfd, "sub", &st, AT_EMPTY_PATH);  /* a name, and "about the fd": not recorded */
     DIR *d = fdopendir(dup(dfd)); while (readdir(d)) {} closedir(d);
     chdir(v[1]);
     close(open("link/f", O_RDONLY));                      /* cwd-relative, symlinked dir */
@@ -68,13 +69,38 @@ int main(int c, char **v) {
 """
 
 
+REFUSED = """
+import json, sys
+from tracer import bpfsys, ebpf_backend
+def refuse(*args):
+    raise bpfsys.BpfError(22, "Invalid argument (as a kernel without tp_btf says)")
+bpfsys.load_btf_raw_tracepoint = refuse
+b = ebpf_backend.EbpfBackend(ebpf_backend.Options(sys.argv[1:]))
+got = sorted({(e.kind.value, e.path.hex(), e.errno) for e in b.events()})
+print(json.dumps([ebpf_backend._Loaded._instance.direct, got]))
+"""
+
+
 def test_same_events_as_ptrace(ebpf: type, cc: CC, tmp_path: Path) -> None:
+    """Both flavours of the syscall probe: the BTF-typed one (plain loads of the kernel's
+    fields), and the plain raw tracepoint a kernel that refuses it gets."""
+    from tracer.ebpf_backend import _Loaded
+
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
     (d / "sub/f").write_text("x")
     (d / "link").symlink_to("sub")
     prog = cc(tmp_path / "p", PROGRAM)
     theirs = events(ebpf(Options([str(prog), str(d)])))
+    assert _Loaded._instance is not None
+    assert _Loaded._instance.direct == os.path.exists("/sys/kernel/btf/vmlinux")
+    (d / "made").rmdir()
+    out = subprocess.run(
+        [sys.executable, "-c", REFUSED, str(prog), str(d)], capture_output=True, check=True
+    ).stdout
+    direct, plain = json.loads(out.splitlines()[-1])
+    assert not direct
+    assert {(k, bytes.fromhex(p), e) for k, p, e in plain} == theirs
     (d / "made").rmdir()
     ours = events(PtraceBackend(Options([str(prog), str(d)])))
     assert theirs == ours
