@@ -190,7 +190,10 @@ class _Loaded:
             raise
 
     def trace(self, pid: int) -> None:
-        """Put ``pid`` in the traced tree (its bit; the kernel adds its children)."""
+        """Put ``pid`` in the traced tree (its bit, and an empty descriptor table: the kernel
+        adds its children, with a copy of their parent's)."""
+        procs = self.bpf[b"procs"]
+        procs[ctypes.c_uint32(pid)] = procs.Leaf()
         traced = self.bpf[b"traced"]
         word = ctypes.c_uint32(pid >> 6)
         traced[word] = ctypes.c_uint64(traced[word].value | 1 << (pid & 63))
@@ -212,6 +215,7 @@ class _Loaded:
         else:
             for word in {pid >> 6 for pid in pids}:
                 traced[ctypes.c_uint32(word)] = ctypes.c_uint64(0)
+        self.bpf[b"procs"].clear()  # the tables of tasks whose exit was not seen
         self.bpf[b"lost"][ctypes.c_int(0)] = ctypes.c_ulonglong(0)
         type(self)._lock.release()
 
@@ -238,6 +242,7 @@ class EbpfBackend:
         self._threads: set[int] = set()
         self._opened: dict[int, bytes] = {}  # the path of each open record, by its serial
         self._agg: dict[int, Event] = {}  # the event of each first call the kernel counts
+        self._run_id = 0  # this run's number in the kernel's repeat keys
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -259,7 +264,8 @@ class EbpfBackend:
         bpf, ring = loaded.bpf, loaded.ring
         self._t0 = time.monotonic()
         run = bpf[b"run"]  # a new generation of repeat keys: nothing matches an earlier run's
-        run[ctypes.c_int(0)] = ctypes.c_uint32((run[ctypes.c_int(0)].value + 1) & 0xFFFFFFFF)
+        self._run_id = (run[ctypes.c_int(0)].value + 1) & 0xFFFFFFFF
+        run[ctypes.c_int(0)] = ctypes.c_uint32(self._run_id)
         pid, gate = self._spawn()
         loaded.trace(pid)
         self._procs[pid] = ProcState(os.fsencode(self.options.cwd))
@@ -289,7 +295,7 @@ class EbpfBackend:
         _, status = os.waitpid(pid, 0)
         if self._timed_out:
             time.sleep(0.01)  # the killed tree's last records
-            ring.read(self._on_record)
+            self._consume(ring.records())
             yield from self._drain()
         yield from self._repeats(bpf)
         self.lost_events = int(bpf[b"lost"][ctypes.c_int(0)].value)  # and skipped runs: events()
@@ -308,13 +314,25 @@ class EbpfBackend:
             if stat is None or stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"Z", b"X"):
                 self._live.discard(tid)
 
+    def _repeated(self, agg: int, times: int) -> None:
+        """``times`` more calls like the first event ``agg``, counted in the kernel instead of
+        sent: that event again, with their number (a listing read on counts once, as the
+        ptrace backend has it)."""
+        first = self._agg.get(agg)
+        if first is not None and first.kind != Kind.LIST:
+            self._queue.append(first._replace(calls=times))
+
     def _repeats(self, bpf: Any) -> Iterator[Event]:
-        """The calls counted in the kernel instead of sent: each first event again, with the
-        number of its repeats (a listing read on counts once, as the ptrace backend has it)."""
+        """The repeats still counted in the kernel when the run ends: in its map of repeated
+        keys, and in the places of the last dirfd-relative calls (struct last)."""
         for key, value in bpf[b"repeats"].items_lookup_and_delete_batch():
-            first = self._agg.get(_int(key))
-            if first is not None and first.kind != Kind.LIST:
-                yield first._replace(calls=_int(value))
+            self._repeated(_int(key), _int(value))
+        lasts = bpf[b"lasts"]  # (a later run's calls never add to this run's counts)
+        for kind in range(4):
+            for place in lasts[ctypes.c_int(kind)]:
+                if place.run == self._run_id and place.count:
+                    self._repeated(int(place.agg), int(place.count))
+        yield from self._drain()
 
     def _drain(self) -> Iterator[Event]:
         queue, self._queue = self._queue, []
@@ -369,7 +387,11 @@ class EbpfBackend:
         append, clock, t0 = self._queue.append, time.monotonic, self._t0
         prefix, absolute, report = self._paths.prefix, self._paths.absolute, self._paths.report
         for raw in records:
-            kind, tgid, _, nr, ret, dirfd, flags, _, length, base, serial, agg = unpack(raw)
+            kind, tgid, _, nr, ret, dirfd, flags, _, length, base, serial, agg, flush, times = (
+                unpack(raw)
+            )
+            if times:  # repeats of an earlier call, counted in the kernel
+                self._repeated(flush, times)
             entry = fast.get(nr) if kind == EV_CALL else None
             proc = procs.get(tgid)
             if entry is None or proc is None:
@@ -413,8 +435,8 @@ class EbpfBackend:
         return len(records)
 
     def _on_record(self, raw: bytes) -> None:
-        kind, tgid, tid, nr, ret, dirfd, flags, other, length, base, serial, agg = HEAD.unpack_from(
-            raw
+        kind, tgid, tid, nr, ret, dirfd, flags, other, length, base, serial, agg, _, _ = (
+            HEAD.unpack_from(raw)
         )
         if kind in (EV_CALL, EV_EXEC_PATH):
             queued = len(self._queue)
@@ -476,9 +498,13 @@ class EbpfBackend:
         proc = self._procs.get(tgid)
         if proc is None:
             proc = self._procs[tgid] = ProcState(b"/")
-        if call is None:
+        if call is None:  # a dup the kernel could not follow (``base``: where it comes from)
             if nr in (NR_DUP, NR_DUP2, NR_DUP3, NR_FCNTL) and ret >= 0:
-                proc.dup(dirfd, int(ret))
+                known = self._opened.get(base) if base else None
+                if known is not None:
+                    proc.fds[int(ret)] = known
+                else:
+                    proc.dup(dirfd, int(ret))
             return
         path_raw = raw[HEAD.size : HEAD.size + max(length - 1, 0)]
         err = -ret if -4096 < ret < 0 else 0

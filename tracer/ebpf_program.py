@@ -24,10 +24,13 @@ EV_CALL, EV_EXEC_PATH, EV_FORK, EV_EXEC, EV_EXIT, EV_STATUS, EV_ARGV = range(7)
 ARGV_MAX, ARGV_COUNT = 4096, 64  # what the kernel copies of an exec's argv (bytes, strings)
 NR_EXIT, NR_EXIT_GROUP, NR_CHROOT, NR_BPF = 60, 231, 161, 321
 PID_WORDS = 65536  # 64-bit words for every pid up to PID_MAX_LIMIT (4M, whatever pid_max is)
+FDTAB = 1024  # descriptors followed in the kernel per process (the usual RLIMIT_NOFILE)
+PROCS = 16384  # traced processes alive at once with a table (more: their records say less)
 NR_IA32_EXECVE = 11  # what a successful exec into a 32-bit image returns from (munmap in 64-bit)
 DIRECT_PROBE = "minicon_sys_exit"  # the BTF-typed syscall probe's function (see bpf_program)
-# type, tgid, tid, nr, ret, dirfd, flags, other, len, base, serial, agg
-HEAD = struct.Struct("=IIIIqiIIIQQQ")
+# type, tgid, tid, nr, ret, dirfd, flags, other, len, base, serial, agg, then (calls only) the
+# repeats of an earlier call counted in a struct last: its agg and how many
+HEAD = struct.Struct("=IIIIqiIIIQQQQQ")
 
 
 def bpf_program(use_btf: bool = True, direct: bool | None = None) -> str:
@@ -63,7 +66,7 @@ struct call {{ u64 ptr; s32 dirfd; u32 flags; u32 nr; u32 other; u32 what; u64 s
 /* base: the open record the call's fd comes from; serial: the one an open's new fd gets */
 struct event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
-    u64 base; u64 serial; u64 agg;
+    u64 base; u64 serial; u64 agg; u64 flush_agg; u64 flush_count;
     char path[PATH_MAX_];
 }};
 /* The traced tree: a bit per pid (tgids and tids), so that every other process on the machine
@@ -93,25 +96,36 @@ static __always_inline void count_lost(void) {{
     if (n) __sync_fetch_and_add(n, 1);
 }}
 
-/* Where each descriptor comes from, so that a dup costs no record (find duplicates every
-   directory it opens: 43% of its records were dups). fds: (tgid, fd) -> the serial of the open
-   record that made it, and when it was set; forks: a child's parent and when it forked, for
-   the descriptors a child inherited: a parent's entry counts only if set before the fork (an
-   entry set later means the parent reused the number: unknown, as is anything evicted). */
-struct fdval {{ u64 serial; u64 at; }};
-struct forkval {{ u32 parent; u32 pad; u64 at; }};
-BPF_TABLE("lru_hash", u64, struct fdval, fds, 262144);
-BPF_TABLE("lru_hash", u32, struct forkval, forks, 65536);
+/* Each traced process's state, copied to a child when it forks (the kernel has just copied the
+   descriptor table too), so that nothing needs a walk up the tree:
+   fd[n]: the serial of the open record descriptor n comes from (0: unknown here), so that a
+   dup costs no record (find duplicates every directory it opens: 43% of its records were
+   dups) and a dirfd-relative call names its directory by that serial;
+   cwdgen: which working directory it has (a tick at each chdir), for the repeat keys of its
+   relative paths; rooted: it chrooted (its absolute paths are other files).
+   A table is 8 KB, allocated at fork (no preallocation) and freed at exit. */
+struct proc {{ u64 cwdgen; u64 rooted; u64 fd[{FDTAB}]; }};
+BPF_F_TABLE("hash", u32, struct proc, procs, {PROCS}, BPF_F_NO_PREALLOC);
 BPF_ARRAY(clock, u64, 1);
 static __always_inline u64 tick(void) {{
     int zero = 0;
     u64 *c = clock.lookup(&zero);
     return c ? __sync_fetch_and_add(c, 1) + 1 : 0;
 }}
-static __always_inline void set_fd(u32 tgid, s64 fd, u64 serial) {{
-    u64 key = ((u64)tgid << 32) | (u32)fd;
-    struct fdval v = {{ .serial = serial, .at = tick() }};
-    fds.update(&key, &v);
+/* a descriptor's slot: unsigned (a negative fd is out of range too), and masked after an
+   empty asm so that the compiler keeps the mask the verifier needs to see */
+static __always_inline u32 slot(u64 fd) {{
+    asm volatile("" : "+r"(fd));
+    return fd & ({FDTAB} - 1);
+}}
+static __always_inline u64 origin(struct proc *p, s32 fd) {{
+    u32 i = (u32)fd;
+    return p && i < {FDTAB} ? p->fd[slot(i)] : 0;
+}}
+static __always_inline int set_fd(struct proc *p, s64 fd, u64 serial) {{  /* 0: no room */
+    if (!p || (u64)fd >= {FDTAB}) return 0;
+    p->fd[slot(fd)] = serial;
+    return 1;
 }}
 /* Repeats, counted here instead of sent (issue: per-path counts in a map): a call whose path
    does not depend on a process's cwd (absolute, or relative to a descriptor traced to its open)
@@ -127,23 +141,49 @@ BPF_TABLE("lru_hash", struct seenkey, struct seenval, seen, 131072);
 BPF_HASH(repeats, u64, u64, 131072);
 BPF_PERCPU_ARRAY(seen_scratch, struct seenkey, 1);
 BPF_ARRAY(run, u32, 1);
-BPF_HASH(rooted, u32, u8, 4096);
-BPF_HASH(cwdgen, u32, u64, 65536);  /* a process's working directory since its last chdir */
-
-static __always_inline u64 origin(u32 tgid, s32 fd) {{
-    if (fd < 0) return 0;
-    u64 before = (u64)-1;
+/* Names relative to a directory fd repeat too, but right away (find stats each directory
+   twice, around its open), so the last such call of each of four kinds (nr % 4) on each CPU is
+   kept, with the task that made it, instead of a key in the map (~30% more time for tree walks,
+   for keys that rarely repeat): a call the same as the one kept is a repeat of it, counted
+   there. The count goes out with the record that takes the place (flush_agg, flush_count);
+   the reader collects what is left in the places when the run ends. */
+#define LAST_PATH 64
+#define LAST_WORDS (LAST_PATH / 8)
+struct last {{
+    u32 run; u32 tid; u32 nr; u32 flags; s64 ret; u64 base; u64 agg; u64 serial; u64 count;
+    u64 path[LAST_WORDS];
+}};
+BPF_PERCPU_ARRAY(lasts, struct last, 4);
+static __always_inline int same_last(struct last *l, struct event *e, u32 run, u32 flags) {{
+    if (l->run != run || l->tid != e->tid || l->nr != e->nr || l->flags != flags
+        || l->ret != (e->ret < 0 ? e->ret : 0) || l->base != e->base)
+        return 0;
+    u64 *words = (u64 *)e->path;
     #pragma unroll
-    for (int i = 0; i < 8; i++) {{
-        u64 key = ((u64)tgid << 32) | (u32)fd;
-        struct fdval *v = fds.lookup(&key);
-        if (v) return v->at < before ? v->serial : 0;
-        struct forkval *f = forks.lookup(&tgid);
-        if (!f) return 0;
-        if (f->at < before) before = f->at;
-        tgid = f->parent;
+    for (int i = 0; i < LAST_WORDS; i++)
+        if (l->path[i] != words[i]) return 0;
+    return 1;
+}}
+static __always_inline void keep_last(struct last *l, struct event *e, u32 run, u32 flags) {{
+    if (l->count && l->run == run) {{ e->flush_agg = l->agg; e->flush_count = l->count; }}
+    l->count = 0;
+    l->run = run; l->tid = e->tid; l->nr = e->nr; l->flags = flags;
+    l->ret = e->ret < 0 ? e->ret : 0; l->base = e->base; l->agg = e->agg;
+    l->serial = e->serial;
+    u64 *words = (u64 *)e->path;
+    #pragma unroll
+    for (int i = 0; i < LAST_WORDS; i++) l->path[i] = words[i];
+}}
+static __always_inline int count_repeat(u64 agg) {{  /* 0: the map is full, send it */
+    u64 *count = repeats.lookup(&agg);
+    if (!count) {{  /* the first repeat: whoever inserts first, all of them add */
+        u64 none = 0;
+        repeats.insert(&agg, &none);
+        count = repeats.lookup(&agg);
+        if (!count) return 0;
     }}
-    return 0;
+    __sync_fetch_and_add(count, 1);
+    return 1;
 }}
 BPF_RINGBUF_OUTPUT(events, {RING_PAGES});
 /* A reservation can fail for a moment with room to spare (EAGAIN): on a 6.18 kernel about one
@@ -176,7 +216,7 @@ static __always_inline void send(struct event *e) {{
    a script's interpreter first, as ptrace shows it) */
 struct argv_event {{
     u32 type; u32 tgid; u32 tid; u32 nr; s64 ret; s32 dirfd; u32 flags; u32 other; u32 len;
-    u64 base; u64 serial; u64 agg;
+    u64 base; u64 serial; u64 agg; u64 flush_agg; u64 flush_count;
     char buf[2 * {ARGV_MAX}];
 }};
 BPF_PERCPU_ARRAY(argv_scratch, struct argv_event, 1);
@@ -186,6 +226,7 @@ static __always_inline void send_argv(u64 id, u64 uargv, u32 step) {{  /* step: 
     if (!e) return;
     e->type = {EV_ARGV}; e->tgid = id >> 32; e->tid = (u32)id; e->nr = 0; e->ret = 0;
     e->dirfd = 0; e->flags = 0; e->other = 0; e->base = 0; e->serial = 0; e->agg = 0;
+    e->flush_agg = 0; e->flush_count = 0;
     u32 off = 0;
     #pragma unroll
     for (int i = 0; i < {ARGV_COUNT}; i++) {{
@@ -212,12 +253,13 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
     if (ret == 0 && (f->nr == {NR_GETDENTS64} || f->nr == {NR_GETDENTS}))
         return 0;  /* the end of a listing already recorded by its first read */
     u32 tgid = id >> 32;
+    struct proc *p = procs.lookup(&tgid);  /* none: its table could not be made (counted) */
+    u64 from = 0;
     if (f->what == WHAT_DUP) {{
-        u64 from = ret >= 0 ? origin(tgid, f->dirfd) : 0;
-        if (ret < 0 || from) {{  /* failed, or known here: no record */
-            if (from) set_fd(tgid, ret, from);
-            return 0;
-        }}
+        if (ret < 0) return 0;
+        from = origin(p, f->dirfd);
+        if (set_fd(p, ret, from) && from) return 0;  /* known here: no record */
+        /* else sent, with the origin when known (the new fd is out of the table's range) */
     }}
     if (f->what == WHAT_EXEC && ret == 0) {{
         /* in a new (64-bit) image now, its path came with sched_process_exec: the stack
@@ -225,14 +267,9 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
         send_argv(id, f->sp + 8, 8);
         return 0;
     }}
-    if (f->what == WHAT_STATE && ret == 0) {{
-        if (f->nr == {NR_CHROOT}) {{
-            u8 one = 1;
-            rooted.update(&tgid, &one);
-        }} else {{
-            u64 gen = tick();  /* a new working directory: its relative paths are new keys */
-            cwdgen.update(&tgid, &gen);
-        }}
+    if (f->what == WHAT_STATE && ret == 0 && p) {{
+        if (f->nr == {NR_CHROOT}) p->rooted = 1;
+        else p->cwdgen = tick();  /* a new working directory: its relative paths are new keys */
     }}
     int zero = 0;
     struct event *e = scratch.lookup(&zero);
@@ -241,7 +278,18 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
     e->dirfd = f->dirfd; e->flags = f->flags; e->other = f->other; e->len = 0;
     e->serial = 0;
     e->agg = 0;
+    e->flush_agg = 0;
+    e->flush_count = 0;
+    e->base = f->what == WHAT_DUP ? from : origin(p, f->dirfd);
     long n = 0;
+    /* a name relative to a directory traced to its open: a repeat of the last one? (its
+       words past the name are zero, to compare whole words) */
+    int by_dir = p && f->ptr && e->base && f->what != WHAT_STATE && f->dirfd != {AT_FDCWD};
+    if (by_dir) {{
+        u64 *words = (u64 *)e->path;
+        #pragma unroll
+        for (int i = 0; i < LAST_WORDS; i++) words[i] = 0;
+    }}
     if (f->ptr) {{
         n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->ptr);
         e->len = n > 0 ? n : 0;
@@ -249,49 +297,51 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
         if (n == 1 && (f->other & {AT_EMPTY_PATH}) && f->what != WHAT_EXEC)
             return 0;
     }}
-    e->base = origin(tgid, f->dirfd);
     /* a repeat? Absolute and cwd-relative paths up to SEEN_PATH - 1 bytes, never a call that
-       changes the cwd. Not names relative to a directory fd: tools that use them (find, du,
-       rm -r) walk trees and rarely repeat, and the lookups would cost them ~30%. */
+       changes the cwd, nor one of a process without a table (its cwd and root are unknown).
+       Names relative to a directory fd: only the last one (see struct last). */
+    u32 *r = run.lookup(&zero);
+    u32 this_run = r ? *r : 0;
+    u32 kflags = f->what == WHAT_OPEN ? f->flags : 0;
+    struct last *l = 0;
+    if (by_dir && n > 1 && n <= LAST_PATH && e->path[0] != '/') {{
+        u32 kind = f->nr & 3;
+        l = lasts.lookup(&kind);
+        if (l && same_last(l, e, this_run, kflags)) {{
+            l->count++;  /* this CPU's own: no other program runs it meanwhile */
+            if (f->what == WHAT_OPEN && ret >= 0) set_fd(p, ret, l->serial);
+            return 0;
+        }}
+    }}
     struct seenkey *k = seen_scratch.lookup(&zero);
-    int keyed = k && f->what != WHAT_STATE && n > 1 && n < SEEN_PATH
+    int keyed = k && p && f->what != WHAT_STATE && n > 1 && n < SEEN_PATH
         && (e->path[0] == '/' || f->dirfd == {AT_FDCWD});
     if (keyed) {{
         __builtin_memset(k->path, 0, SEEN_PATH);
         if (n > 0) bpf_probe_read_kernel(k->path, n & (SEEN_PATH - 1), e->path);
-        u32 *r = run.lookup(&zero);
-        k->run = r ? *r : 0;
-        k->tgid = rooted.lookup(&tgid) ? tgid : 0;
+        k->run = this_run;
+        k->tgid = p->rooted ? tgid : 0;
         k->nr = f->nr;
-        k->flags = f->what == WHAT_OPEN ? f->flags : 0;
+        k->flags = kflags;
         k->ret = ret < 0 ? ret : 0;
-        k->base = 0;
-        if (e->path[0] != '/') {{
-            u64 *gen = cwdgen.lookup(&tgid);
-            k->base = (gen ? *gen : 0) | (1ULL << 63);
-        }}
+        k->base = e->path[0] != '/' ? p->cwdgen | (1ULL << 63) : 0;
         struct seenval *v = seen.lookup(k);
-        if (v) {{
-            u64 *count = repeats.lookup(&v->agg);
-            if (!count) {{  /* the first repeat: whoever inserts first, all of them add */
-                u64 none = 0;
-                repeats.insert(&v->agg, &none);
-                count = repeats.lookup(&v->agg);
-                if (!count) goto send_it;  /* the map is full: send it */
-            }}
-            __sync_fetch_and_add(count, 1);
-            if (f->what == WHAT_OPEN && ret >= 0) set_fd(tgid, ret, v->serial);
+        if (v && count_repeat(v->agg)) {{
+            if (f->what == WHAT_OPEN && ret >= 0) set_fd(p, ret, v->serial);
             return 0;
         }}
     }}
-send_it:
     if (f->what == WHAT_OPEN && ret >= 0) {{
         e->serial = tick();
-        set_fd(tgid, ret, e->serial);
+        set_fd(p, ret, e->serial);
     }}
     if (keyed) {{
         struct seenval nv = {{ .agg = tick(), .serial = e->serial }};
         if (seen.update(k, &nv) == 0) e->agg = nv.agg;
+    }}
+    if (l) {{
+        e->agg = tick();
+        keep_last(l, e, this_run, kflags);
     }}
     send(e);
     return 0;
@@ -303,13 +353,10 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {{
     /* a process or a thread: this tracepoint cannot tell, so both are in the map; a thread's
        own entry goes at its exit (or its exec) */
     u32 child = args->child_pid;
-    u8 one = 1;
     set_traced(child);
-    struct forkval fv = {{ .parent = bpf_get_current_pid_tgid() >> 32, .at = tick() }};
-    forks.update(&child, &fv);
-    if (rooted.lookup(&fv.parent)) rooted.update(&child, &one);
-    u64 *gen = cwdgen.lookup(&fv.parent);
-    if (gen) {{ u64 g = *gen; cwdgen.update(&child, &g); }}
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc *p = procs.lookup(&tgid);  /* the child's descriptors are a copy of these */
+    if (!p || procs.update(&child, p) != 0) count_lost();
     struct event *e = reserve_head();
     if (!e) {{ count_lost(); return 0; }}
     e->type = {EV_FORK}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = child;
@@ -325,13 +372,18 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {{
     e->type = {EV_EXEC}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = args->pid;
     e->other = args->old_pid; e->len = 0;
     events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-    if (args->old_pid != args->pid) clear_traced(args->old_pid);
+    if (args->old_pid != args->pid) {{  /* a thread exec'd: it is the process now */
+        u32 old = args->old_pid;
+        clear_traced(old);
+        procs.delete(&old);
+    }}
     int zero = 0;  /* the kernel's own copy of the file name: always readable */
     struct event *x = scratch.lookup(&zero);
     if (!x) return 0;
     x->type = {EV_EXEC_PATH}; x->tgid = bpf_get_current_pid_tgid() >> 32; x->tid = args->pid;
     x->nr = 59; x->ret = 0;
     x->dirfd = {AT_FDCWD}; x->flags = 0; x->other = 0; x->base = 0; x->serial = 0; x->agg = 0;
+    x->flush_agg = 0; x->flush_count = 0;
     unsigned short loc = args->data_loc_filename & 0xFFFF;
     long n = bpf_probe_read_kernel_str(x->path, sizeof(x->path), (char *)args + loc);
     x->len = n > 0 ? n : 0;
@@ -353,10 +405,13 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {{
     }} else count_lost();
     if (group_dead) {{  /* its pid may be reused by anyone */
         clear_traced(tgid);
-        rooted.delete(&tgid);
-        cwdgen.delete(&tgid);
+        procs.delete(&tgid);
     }}
-    if ((u32)id != tgid) clear_traced((u32)id);
+    if ((u32)id != tgid) {{  /* a thread: the fork probe made it a table too */
+        u32 tid = (u32)id;
+        clear_traced(tid);
+        procs.delete(&tid);
+    }}
     return 0;
 }}
 """
