@@ -154,9 +154,10 @@ struct last {{
     u64 path[LAST_WORDS];
 }};
 BPF_PERCPU_ARRAY(lasts, struct last, 4);
-static __always_inline int same_last(struct last *l, struct event *e, u32 run, u32 flags) {{
+static __always_inline int same_last(struct last *l, struct event *e, u32 run, u32 flags,
+                                     u64 base) {{
     if (l->run != run || l->tid != e->tid || l->nr != e->nr || l->flags != flags
-        || l->ret != (e->ret < 0 ? e->ret : 0) || l->base != e->base)
+        || l->ret != (e->ret < 0 ? e->ret : 0) || l->base != base)
         return 0;
     u64 *words = (u64 *)e->path;
     #pragma unroll
@@ -164,17 +165,7 @@ static __always_inline int same_last(struct last *l, struct event *e, u32 run, u
         if (l->path[i] != words[i]) return 0;
     return 1;
 }}
-static __always_inline void keep_last(struct last *l, struct event *e, u32 run, u32 flags) {{
-    if (l->count && l->run == run) {{ e->flush_agg = l->agg; e->flush_count = l->count; }}
-    l->count = 0;
-    l->run = run; l->tid = e->tid; l->nr = e->nr; l->flags = flags;
-    l->ret = e->ret < 0 ? e->ret : 0; l->base = e->base; l->agg = e->agg;
-    l->serial = e->serial;
-    u64 *words = (u64 *)e->path;
-    #pragma unroll
-    for (int i = 0; i < LAST_WORDS; i++) l->path[i] = words[i];
-}}
-static __always_inline int count_repeat(u64 agg) {{  /* 0: the map is full, send it */
+static __always_inline int count_repeat(u64 agg, u64 times) {{  /* 0: the map is full */
     u64 *count = repeats.lookup(&agg);
     if (!count) {{  /* the first repeat: whoever inserts first, all of them add */
         u64 none = 0;
@@ -182,8 +173,19 @@ static __always_inline int count_repeat(u64 agg) {{  /* 0: the map is full, send
         count = repeats.lookup(&agg);
         if (!count) return 0;
     }}
-    __sync_fetch_and_add(count, 1);
+    __sync_fetch_and_add(count, times);
     return 1;
+}}
+/* e's call takes the place (the caller has seen to the count of the one there) */
+static __always_inline void keep_last(struct last *l, struct event *e, u32 run, u32 flags,
+                                      u64 base) {{
+    l->count = 0;
+    l->run = run; l->tid = e->tid; l->nr = e->nr; l->flags = flags;
+    l->ret = e->ret < 0 ? e->ret : 0; l->base = base; l->agg = e->agg;
+    l->serial = e->serial;
+    u64 *words = (u64 *)e->path;
+    #pragma unroll
+    for (int i = 0; i < LAST_WORDS; i++) l->path[i] = words[i];
 }}
 BPF_RINGBUF_OUTPUT(events, {RING_PAGES});
 /* A reservation can fail for a moment with room to spare (EAGAIN): on a 6.18 kernel about one
@@ -269,7 +271,7 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
     }}
     if (f->what == WHAT_STATE && ret == 0 && p) {{
         if (f->nr == {NR_CHROOT}) p->rooted = 1;
-        else p->cwdgen = tick();  /* a new working directory: its relative paths are new keys */
+        p->cwdgen = tick();  /* a new working directory or root: its paths are new keys */
     }}
     int zero = 0;
     struct event *e = scratch.lookup(&zero);
@@ -282,10 +284,7 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
     e->flush_count = 0;
     e->base = f->what == WHAT_DUP ? from : origin(p, f->dirfd);
     long n = 0;
-    /* a name relative to a directory traced to its open: a repeat of the last one? (its
-       words past the name are zero, to compare whole words) */
-    int by_dir = p && f->ptr && e->base && f->what != WHAT_STATE && f->dirfd != {AT_FDCWD};
-    if (by_dir) {{
+    if (f->ptr && p) {{  /* the words past the path are zero, to compare whole words */
         u64 *words = (u64 *)e->path;
         #pragma unroll
         for (int i = 0; i < LAST_WORDS; i++) words[i] = 0;
@@ -297,17 +296,23 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
         if (n == 1 && (f->other & {AT_EMPTY_PATH}) && f->what != WHAT_EXEC)
             return 0;
     }}
-    /* a repeat? Absolute and cwd-relative paths up to SEEN_PATH - 1 bytes, never a call that
-       changes the cwd, nor one of a process without a table (its cwd and root are unknown).
-       Names relative to a directory fd: only the last one (see struct last). */
+    /* A repeat? Never a call that changes the cwd or root, nor one of a process without a
+       table (its cwd and root are unknown here). First the last call of its kind (struct
+       last): a name relative to a directory traced to its open is keyed by that open, any
+       other path by the process's working directory and root (cwdgen). Then the map, for
+       absolute and cwd-relative paths up to SEEN_PATH - 1 bytes. */
+    int relative = n > 1 && e->path[0] != '/';
+    int by_dir = relative && e->base && f->dirfd != {AT_FDCWD};
     u32 *r = run.lookup(&zero);
     u32 this_run = r ? *r : 0;
     u32 kflags = f->what == WHAT_OPEN ? f->flags : 0;
+    u64 lbase = by_dir ? e->base : (p ? p->cwdgen | (1ULL << 63) : 0);
     struct last *l = 0;
-    if (by_dir && n > 1 && n <= LAST_PATH && e->path[0] != '/') {{
+    if (p && f->what != WHAT_STATE && n > 1 && n <= LAST_PATH
+        && (by_dir || !relative || f->dirfd == {AT_FDCWD})) {{
         u32 kind = f->nr & 3;
         l = lasts.lookup(&kind);
-        if (l && same_last(l, e, this_run, kflags)) {{
+        if (l && same_last(l, e, this_run, kflags, lbase)) {{
             l->count++;  /* this CPU's own: no other program runs it meanwhile */
             if (f->what == WHAT_OPEN && ret >= 0) set_fd(p, ret, l->serial);
             return 0;
@@ -315,7 +320,7 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
     }}
     struct seenkey *k = seen_scratch.lookup(&zero);
     int keyed = k && p && f->what != WHAT_STATE && n > 1 && n < SEEN_PATH
-        && (e->path[0] == '/' || f->dirfd == {AT_FDCWD});
+        && (!relative || f->dirfd == {AT_FDCWD});
     if (keyed) {{
         __builtin_memset(k->path, 0, SEEN_PATH);
         if (n > 0) bpf_probe_read_kernel(k->path, n & (SEEN_PATH - 1), e->path);
@@ -324,10 +329,17 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
         k->nr = f->nr;
         k->flags = kflags;
         k->ret = ret < 0 ? ret : 0;
-        k->base = e->path[0] != '/' ? p->cwdgen | (1ULL << 63) : 0;
+        k->base = relative ? p->cwdgen | (1ULL << 63) : 0;
         struct seenval *v = seen.lookup(k);
-        if (v && count_repeat(v->agg)) {{
+        if (v && count_repeat(v->agg, 1)) {{
             if (f->what == WHAT_OPEN && ret >= 0) set_fd(p, ret, v->serial);
+            if (l) {{  /* its repeats right after it count in the last place */
+                if (l->count && l->run == this_run && !count_repeat(l->agg, l->count))
+                    count_lost();
+                e->agg = v->agg;
+                e->serial = v->serial;
+                keep_last(l, e, this_run, kflags, lbase);
+            }}
             return 0;
         }}
     }}
@@ -340,8 +352,12 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
         if (seen.update(k, &nv) == 0) e->agg = nv.agg;
     }}
     if (l) {{
-        e->agg = tick();
-        keep_last(l, e, this_run, kflags);
+        if (l->count && l->run == this_run) {{  /* the count there goes out with e */
+            e->flush_agg = l->agg;
+            e->flush_count = l->count;
+        }}
+        if (!e->agg) e->agg = tick();
+        keep_last(l, e, this_run, kflags, lbase);
     }}
     send(e);
     return 0;
