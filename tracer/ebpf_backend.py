@@ -394,7 +394,7 @@ class EbpfBackend:
                 self._repeated(flush, times)
             entry = fast.get(nr) if kind == EV_CALL else None
             proc = procs.get(tgid)
-            if entry is None or proc is None:
+            if entry is None or proc is None or proc.root is not None:  # (chrooted: slowly)
                 self._on_record(raw)
                 continue
             ckind, by_fd = entry
@@ -537,6 +537,8 @@ class EbpfBackend:
             if serial:
                 self._opened[serial] = path
             proc.after(call, path, ret)
+            if call.changes_root:  # its absolute paths start there now (symlinks followed)
+                proc.root = self._paths.directory(self._paths.prefix, path)
             if ckind == Kind.MKDIR:
                 self._paths.forget_dirs()
         self._queue.append(Event(ckind, path, err, tgid, flags, time.monotonic() - self._t0))
@@ -558,8 +560,11 @@ class EbpfBackend:
             return None
         paths = self._paths
         prefix = paths.prefix  # the traced root on the host (b"" for /)
+        proot = prefix  # the process's own root on the host: where it chrooted to, if it did
+        if proc.root is not None and proc.root != b"/":
+            proot = prefix + proc.root
         if raw[0] == 0x2F:  # b"/"
-            return paths.report(paths.absolute(prefix, None, raw))
+            return paths.report(paths.absolute(proot, None, raw))
         if dirfd == AT_FDCWD:
             base = proc.cwd
         else:
@@ -571,8 +576,8 @@ class EbpfBackend:
                     return None
             base = found
         if not prefix:
-            return paths.absolute(b"", base, raw)
-        return paths.report(paths.absolute(prefix, prefix + base if base != b"/" else prefix, raw))
+            return paths.absolute(proot, base, raw)
+        return paths.report(paths.absolute(proot, prefix + base if base != b"/" else prefix, raw))
 
     def _fd_path(self, proc: ProcState, fd: int, serial: int, tgid: int) -> bytes | None:
         """What ``fd`` refers to: from the open the kernel traced it to, else from the opens

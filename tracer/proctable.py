@@ -16,10 +16,11 @@ from .syscalls import Syscall
 class ProcState:
     cwd: bytes
     fds: dict[int, bytes] = field(default_factory=dict)
+    root: bytes | None = None  # where it chrooted to (None: the traced root, as it started)
 
     def fork(self) -> ProcState:
         """The child's copy (a fork shares nothing afterwards)."""
-        return ProcState(self.cwd, dict(self.fds))
+        return ProcState(self.cwd, dict(self.fds), self.root)
 
     def dup(self, old: int, new: int) -> None:
         if old in self.fds:

@@ -362,6 +362,34 @@ def test_repeats_counted_in_the_kernel(ebpf: type, cc: CC, tmp_path: Path) -> No
     assert theirs[("stat", b"/nonexistent-minicon", 2)] == 2 * 500
 
 
+CHROOTS = r"""
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int c, char **v) {
+    struct stat st;
+    for (int i = 0; i < 3; i++) stat("/etc/hostname", &st);  /* the host's */
+    chdir(v[1]); chroot(".");
+    for (int i = 0; i < 3; i++) stat("/etc/hostname", &st);  /* another file: no repeat */
+    for (int i = 0; i < 3; i++) stat("etc/hostname", &st);   /* the same, from the new cwd */
+    return 0;
+}
+"""
+
+
+def test_repeats_across_chroot(ebpf: type, cc: CC, tmp_path: Path) -> None:
+    """A process's absolute paths after it chroots are other files: never repeats of the same
+    paths before."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("inside")
+    prog = cc(tmp_path / "p", CHROOTS)
+    theirs, _ = counts(ebpf(Options([str(prog), str(root)])))
+    ours, _ = counts(PtraceBackend(Options([str(prog), str(root)])))
+    assert theirs == ours
+    assert theirs[("stat", b"/etc/hostname", 0)] == 3
+    assert theirs[("stat", os.fsencode(root / "etc/hostname"), 0)] == 6
+
+
 def test_time_limit_and_unknown_program(ebpf: type, tmp_path: Path) -> None:
     marker = "minicon-ebpf-daemon"
     script = f"(sleep 300; : {marker}) & sleep 300"
