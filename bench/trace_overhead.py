@@ -73,41 +73,51 @@ OURS = (
 )
 # The eBPF backend in a process that has loaded its program already (as ``minicon serve`` and
 # an invocation with several -E do): each run's time, and the same workload with the records
-# left in the ring buffer until it has exited (what the probes cost the traced program itself).
+# left in the ring buffer until it has exited (what the probes cost the traced program itself),
+# also as CPU time. Each round measures the workload untraced with nothing loaded first, loads
+# the program (and warms it up with one traced `true`), takes the traced runs and one untraced
+# while loaded, unloads it, and takes one run with only an empty probe attached: every ratio is
+# to the same round's untraced runs, so this VM's drifts fall on all of them alike.
 EBPF_LOADED = (
-    "import json, os, statistics, subprocess, sys, time, ctypes\n"
+    "import json, os, resource, statistics, subprocess, sys, time\n"
     "from tracer import ebpf_backend as eb\n"
     "from tracer.ptrace_backend import Options\n"
     "runs, argv = int(sys.argv[1]), sys.argv[2:]\n"
+    "bcc = eb.load_bcc()\n"
+    "def cpu():\n"
+    "    r = resource.getrusage(resource.RUSAGE_CHILDREN); return r.ru_utime + r.ru_stime\n"
     "def untraced():\n"
-    "    t = time.perf_counter(); subprocess.run(argv, stdout=subprocess.DEVNULL, "
-    "stderr=subprocess.DEVNULL, cwd='/')\n"
-    "    return time.perf_counter() - t\n"
-    "before = [untraced() for _ in range(runs)]  # nothing loaded: this process's own baseline\n"
-    "t = time.perf_counter(); loaded = eb._Loaded.acquire(eb.load_bcc()); loaded.release(None)\n"
-    "load = time.perf_counter() - t\n"
-    "per_run, kernel, others = [], [], []\n"
+    "    c, t = cpu(), time.perf_counter()\n"
+    "    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd='/')\n"
+    "    return time.perf_counter() - t, cpu() - c\n"
+    "got = {k: [] for k in ('base', 'base_cpu', 'per_run', 'kernel', 'kernel_cpu', 'others',\n"
+    "                       'floor', 'load', 'unload')}\n"
     "for _ in range(runs):\n"
+    "    for _ in range(2):\n"
+    "        w, c = untraced(); got['base'].append(w); got['base_cpu'].append(c)\n"
+    "    t = time.perf_counter(); loaded = eb._Loaded.acquire(bcc); loaded.release(None)\n"
+    "    got['load'].append(time.perf_counter() - t)\n"
+    "    list(eb.EbpfBackend(Options(['true'])).events())\n"
     "    b = eb.EbpfBackend(Options(argv))\n"
     "    t = time.perf_counter(); n = sum(1 for _ in b.events())\n"
-    "    per_run.append(time.perf_counter() - t)\n"
+    "    got['per_run'].append(time.perf_counter() - t)\n"
     "    assert b.lost_events == 0 and b.unresolved == 0, (b.lost_events, b.unresolved)\n"
     "    b = eb.EbpfBackend(Options(argv)); loaded = eb._Loaded.acquire(b._bcc)\n"
     "    pid, gate = b._spawn()\n"
     "    loaded.trace(pid)\n"
-    "    t = time.perf_counter(); os.write(gate, b'go'); os.close(gate); os.waitpid(pid, 0)\n"
-    "    kernel.append(time.perf_counter() - t)\n"
+    "    c, t = cpu(), time.perf_counter(); os.write(gate, b'go'); os.close(gate)\n"
+    "    os.waitpid(pid, 0)\n"
+    "    got['kernel'].append(time.perf_counter() - t); got['kernel_cpu'].append(cpu() - c)\n"
     "    loaded.release(None)\n"
-    "    others.append(untraced())\n"
-    "t = time.perf_counter(); loaded.bpf.cleanup(); unload = time.perf_counter() - t\n"
-    "empty = eb.load_bcc().BPF(text=b'RAW_TRACEPOINT_PROBE(sys_exit) { return 0; }')\n"
-    "floor = [untraced() for _ in range(runs)]\n"
-    "empty.cleanup()\n"
-    "after = [untraced() for _ in range(runs)]\n"
-    "med = statistics.median\n"
-    "print(json.dumps({'per_run': med(per_run), 'kernel': med(kernel), 'events': n,\n"
-    "                  'others': med(others), 'floor': med(floor), 'base': med(before + after),\n"
-    "                  'load': load, 'unload': unload}))\n"
+    "    got['others'].append(untraced()[0])\n"
+    "    t = time.perf_counter(); eb._Loaded.unload()\n"
+    "    got['unload'].append(time.perf_counter() - t)\n"
+    "    empty = bcc.BPF(text=b'RAW_TRACEPOINT_PROBE(sys_exit) { return 0; }')\n"
+    "    got['floor'].append(untraced()[0])\n"
+    "    empty.cleanup()\n"
+    "out = {k: statistics.median(v) for k, v in got.items()}\n"
+    "out['events'] = n\n"
+    "print(json.dumps(out))\n"
 )
 STRACE = ["strace", "-f", "--seccomp-bpf", "-e", "trace=%file,%process", "-o", "/dev/null"]
 
@@ -216,6 +226,7 @@ def main() -> None:
             f"{t_free:.3f} ({t_free / base:.1f}x) | {t_mem:.3f} ({t_mem / base:.1f}x) | "
             f"{t_ebpf:.3f} ({t_ebpf / base:.1f}x) | {t_run:.3f} ({t_run / local:.2f}x) | "
             f"{t_kernel:.3f} ({t_kernel / local:.2f}x) | "
+            f"{loaded['kernel_cpu'] / loaded['base_cpu']:.2f}x | "
             f"{loaded['others']:.3f} ({loaded['others'] / local:.2f}x) | "
             f"{loaded['floor']:.3f} ({loaded['floor'] / local:.2f}x) | {local:.3f} | "
             f"{loaded['events']} | "
@@ -238,9 +249,10 @@ def main() -> None:
             "| workload | untraced s | strace s | strace pinned s | ours s (pinned, default) "
             "| ours unpinned s | ours, events in memory only s | eBPF, new process s "
             "| eBPF per run, program loaded s | eBPF, the program's own time s "
+            "| eBPF, its own CPU time "
             "| eBPF loaded, the workload untraced s | one empty sys_exit probe, untraced s "
             "| untraced, the eBPF columns' own s | events | ours / strace | ours / strace pinned |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "eBPF columns: *new process* is a whole `python -c` that loads bcc, compiles and "
@@ -248,12 +260,16 @@ def main() -> None:
             "that loaded the program already (as `minicon serve` or one invocation with several "
             f"-E do: loading took {loads[0]:.2f} s and unloading {loads[1]:.2f} s here); "
             "*own time* is the traced program alone with the records read after it exited "
-            "(what the probes cost it; the rest of *per run* is reading and resolving records); "
+            "(what the probes cost it; the rest of *per run* is reading and resolving records), "
+            "and *its own CPU time* the same as CPU time (user and system, to the untraced "
+            "runs' CPU time); "
             "*loaded, untraced* is what a process the trace does not follow pays while one runs; "
             "*one empty probe* is the floor of syscall tracepoints: the workload untraced with "
-            "only an empty raw `sys_exit` program attached. The ratios of these four columns are "
-            "to the untraced time measured in the same process, before the program is loaded and "
-            "after it is gone (*the eBPF columns' own*): the VM's speed drifts between columns.",
+            "only an empty raw `sys_exit` program attached. The ratios of these columns are "
+            "to the untraced time measured in the same process (*the eBPF columns' own*), two "
+            "runs in each round with nothing loaded: each round loads the program, takes one "
+            "run of each column and unloads it, so the VM's drifts fall on all alike "
+            "(loading and unloading are medians over the rounds).",
             "",
             "Path sets (one `strace -f -y` run read back with tracer.strace_log vs one of ours):",
             "",

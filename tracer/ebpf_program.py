@@ -1,7 +1,8 @@
 """The eBPF program the backend loads: C for bcc, generated from the syscall table.
 
-Probes: the raw tracepoints ``sys_enter``/``sys_exit`` for the recorded calls (one switch on
-the syscall number), ``sched_process_fork``/``exec``/``exit`` for the traced process tree. The
+Probes: ``sys_exit`` for the recorded calls (one switch on the syscall number; a BTF-typed raw
+tracepoint where the kernel takes one, else a plain one, with a plain ``sys_enter`` only without
+BTF), ``sched_process_fork``/``exec``/``exit`` for the traced process tree. The
 records it sends start with :data:`HEAD`; :mod:`tracer.ebpf_backend` reads them. What is
 aggregated here and why is said next to each map.
 """
@@ -141,12 +142,13 @@ BPF_TABLE("lru_hash", struct seenkey, struct seenval, seen, 131072);
 BPF_HASH(repeats, u64, u64, 131072);
 BPF_PERCPU_ARRAY(seen_scratch, struct seenkey, 1);
 BPF_ARRAY(run, u32, 1);
-/* Names relative to a directory fd repeat too, but right away (find stats each directory
-   twice, around its open), so the last such call of each of four kinds (nr % 4) on each CPU is
-   kept, with the task that made it, instead of a key in the map (~30% more time for tree walks,
-   for keys that rarely repeat): a call the same as the one kept is a repeat of it, counted
-   there. The count goes out with the record that takes the place (flush_agg, flush_count);
-   the reader collects what is left in the places when the run ends. */
+/* Most repeats come right away (find stats each directory twice, around its open; a loop
+   stats one path again and again), so the last path call of each of four kinds (nr % 4) on
+   each CPU is kept, with the task that made it, and looked at before the map (whose key costs
+   a copy and a hash; names relative to a directory fd get no key there at all: ~30% more time
+   for tree walks, for keys that rarely repeat): a call the same as the one kept is a repeat of
+   it, counted there. The count goes out with the record that takes the place (flush_agg,
+   flush_count); the reader collects what is left in the places when the run ends. */
 #define LAST_PATH 64
 #define LAST_WORDS (LAST_PATH / 8)
 struct last {{

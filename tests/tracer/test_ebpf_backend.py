@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -437,3 +438,24 @@ def test_uc2_sample_commands_agree(ebpf: type) -> None:
         with Sandbox(root) as sandbox:
             ours = events(PtraceBackend(Options(argv, seconds=10, chroot=sandbox.merged)))
         assert theirs == ours, (argv, sorted(theirs ^ ours)[:10])
+
+
+def bpf_handles() -> int:
+    """This process's descriptors of BPF programs, links and maps."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:bpf")
+    return count
+
+
+def test_unload_frees_the_program_and_the_next_run_loads_it(ebpf: type) -> None:
+    from tracer.ebpf_backend import _Loaded
+
+    list(ebpf(Options(["true"])).events())
+    assert _Loaded._instance is not None and bpf_handles() > 0
+    _Loaded.unload()
+    assert _Loaded._instance is None
+    assert bpf_handles() == 0  # programs, links and maps all closed: nothing left attached
+    got = events(ebpf(Options(["cat", "/etc/hostname"])))
+    assert ("open", b"/etc/hostname", 0) in got
