@@ -50,6 +50,7 @@ import ctypes
 import mmap
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -77,9 +78,9 @@ from .ebpf_program import (
     TRACEFS,
     bpf_program,
 )
-from .errors import TracerUnavailableError
+from .errors import TraceeStartError, TracerUnavailableError
 from .events import Event, Kind, Process, RunResult
-from .launch import find_program, prepare_child
+from .launch import find_program
 from .paths import Resolver, read_small, readlink
 from .proctable import ProcState
 from .ptrace_backend import CLEAN_ENV, Options
@@ -207,14 +208,19 @@ class _Loaded:
             cls._lock.release()
             raise
 
-    def trace(self, pid: int) -> None:
-        """Put ``pid`` in the traced tree (its bit, and an empty descriptor table: the kernel
-        adds its children, with a copy of their parent's)."""
-        procs = self.bpf[b"procs"]
-        procs[ctypes.c_uint32(pid)] = procs.Leaf()
-        traced = self.bpf[b"traced"]
-        word = ctypes.c_uint32(pid >> 6)
-        traced[word] = ctypes.c_uint64(traced[word].value | 1 << (pid & 63))
+    def arm(self) -> None:
+        """The next process this thread forks is traced from its exec on: the kernel puts it in
+        the traced tree, with an empty descriptor table, and adds its children (each with a
+        copy of its parent's)."""
+        spawning = self.bpf[b"spawning"]
+        spawning[ctypes.c_int(0)] = spawning.Leaf(threading.get_native_id(), 0)
+
+    def disarm(self) -> None:
+        """No more: the child could not exec, or the run is over. Not at once after a vfork:
+        its parent goes on as soon as the new image has replaced the old one, before the
+        kernel's exec tracepoint (where the child is put in the traced tree) has run."""
+        spawning = self.bpf[b"spawning"]
+        spawning[ctypes.c_int(0)] = spawning.Leaf(0, 0)
 
     def release(self, pids: Iterable[int] | None) -> None:
         """End a run. Every traced task's exit cleared its bit, but a lost exit record must not
@@ -233,6 +239,7 @@ class _Loaded:
         else:
             for word in {pid >> 6 for pid in pids}:
                 traced[ctypes.c_uint32(word)] = ctypes.c_uint64(0)
+        self.disarm()  # (a child killed in its exec, before the kernel could trace it)
         self.bpf[b"procs"].clear()  # the tables of tasks whose exit was not seen
         self.bpf[b"lost"][ctypes.c_int(0)] = ctypes.c_ulonglong(0)
         type(self)._lock.release()
@@ -284,13 +291,11 @@ class EbpfBackend:
         run = bpf[b"run"]  # a new generation of repeat keys: nothing matches an earlier run's
         self._run_id = (run[ctypes.c_int(0)].value + 1) & 0xFFFFFFFF
         run[ctypes.c_int(0)] = ctypes.c_uint32(self._run_id)
-        pid, gate = self._spawn()
-        loaded.trace(pid)
+        child = self._spawn(loaded)
+        pid = child.pid
         self._procs[pid] = ProcState(os.fsencode(self.options.cwd))
         self._processes[pid] = Process(pid, os.getpid(), tuple(map(os.fsencode, self.options.argv)))
         self._live.add(pid)
-        os.write(gate, b"go")
-        os.close(gate)
         deadline = time.monotonic() + self.options.seconds if self.options.seconds > 0 else None
         last = time.monotonic()
         read = 0
@@ -310,15 +315,14 @@ class EbpfBackend:
                 self._forget_the_dead()  # idle: an exit the ring buffer could not take
                 last = now
         self._kill_all(pid)  # daemons left behind, or the time is up: nothing survives the run
-        _, status = os.waitpid(pid, 0)
+        status = child.wait()
         if self._timed_out:
             time.sleep(0.01)  # the killed tree's last records
             self._consume(ring.records())
             yield from self._drain()
         yield from self._repeats(bpf)
         self.lost_events = int(bpf[b"lost"][ctypes.c_int(0)].value)  # and skipped runs: events()
-        exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
-        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        exit_code, sig = (status, None) if status >= 0 else (None, -status)
         root = self._processes[pid]
         root.exit_code, root.signal = exit_code, sig
         for tid in self._threads:
@@ -361,31 +365,39 @@ class EbpfBackend:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def _spawn(self) -> tuple[int, int]:
-        """A child that sets itself up, says so, and waits (until the probes see it) to exec."""
-        env_path = self.options.env.get("PATH", CLEAN_ENV["PATH"])
-        program = find_program(self._paths, self.options.argv[0], env_path, self.options.cwd)
-        ready_r, ready_w = os.pipe()
-        go_r, go_w = os.pipe()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(ready_r)
-                os.close(go_w)
-                prepare_child(
-                    self.options.chroot, self.options.cwd, devnull, self.options.show_output
-                )
-                os.write(ready_w, b"r")
-                os.read(go_r, 2)
-                os.execve(program, self.options.argv, self.options.env)
-            finally:
-                os._exit(127)
-        for fd in (ready_w, go_r, devnull):
-            os.close(fd)
-        os.read(ready_r, 1)  # its own set-up is done: from here on, every call is the command's
-        os.close(ready_r)
-        return pid, go_w
+    def _spawn(self, loaded: _Loaded) -> subprocess.Popen[bytes]:
+        """Start the command, traced from its exec on (:meth:`_Loaded.arm`). Without a chroot
+        it is a vfork (~1 ms; a fork of this process and an exec from it cost ~8 ms), with its
+        working directory, stdin from /dev/null and its output hidden as
+        :func:`~tracer.launch.prepare_child` sets them up. An exec that fails (a script whose
+        interpreter is missing, a file of another format) is a :class:`TraceeStartError`."""
+        options = self.options
+        env_path = options.env.get("PATH", CLEAN_ENV["PATH"])
+        program = find_program(self._paths, options.argv[0], env_path, options.cwd)
+        output = None if options.show_output else subprocess.DEVNULL
+        chroot, cwd = options.chroot, options.cwd
+
+        def enter_root() -> None:  # in the child (a fork, not a vfork: the only way to chroot)
+            os.chroot(chroot or b"/")
+            os.chdir(cwd)
+
+        loaded.arm()
+        try:
+            return subprocess.Popen(
+                options.argv,
+                executable=program,
+                env=options.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                cwd=None if chroot else cwd,
+                preexec_fn=enter_root if chroot else None,
+            )
+        except OSError as exc:
+            loaded.disarm()
+            raise TraceeStartError(
+                f"{os.fsdecode(program)}: cannot be executed: {exc.strerror}"
+            ) from None
 
     # -- one ring-buffer record ------------------------------------------------------------------
 

@@ -365,8 +365,34 @@ static __always_inline int on_exit(struct call *f, s64 ret) {{
     return 0;
 }}
 
+/* The command itself: the thread that starts it names itself (spawner), the process it forks
+   next is noted (child) and traced from its exec on, put in the traced tree here in the
+   kernel. So the command starts with no handshake, from a vfork (a fork and exec of minicon's
+   own big process cost ~7 ms a run), and nothing it does to set itself up is recorded. */
+struct spawn {{ u32 spawner; u32 child; }};
+BPF_ARRAY(spawning, struct spawn, 1);
+BPF_ARRAY(blank, struct proc, 1);  /* never written: an empty table for the command */
+static __always_inline int spawned(u32 old_pid, u32 pid) {{
+    int zero = 0;
+    struct spawn *s = spawning.lookup(&zero);
+    if (!s || !s->child || s->child != old_pid) return 0;
+    s->child = 0;
+    struct proc *b = blank.lookup(&zero);
+    if (!b || procs.update(&pid, b) != 0) count_lost();
+    set_traced(pid);
+    return 1;
+}}
+
 TRACEPOINT_PROBE(sched, sched_process_fork) {{
-    if (!is_traced()) return 0;  /* the forking task is the current one */
+    if (!is_traced()) {{  /* the forking task is the current one */
+        int zero = 0;
+        struct spawn *s = spawning.lookup(&zero);
+        if (s && s->spawner && s->spawner == (u32)bpf_get_current_pid_tgid()) {{
+            s->child = args->child_pid;
+            s->spawner = 0;
+        }}
+        return 0;
+    }}
     u32 parent = args->parent_pid;
     /* a process or a thread: this tracepoint cannot tell, so both are in the map; a thread's
        own entry goes at its exit (or its exec) */
@@ -384,7 +410,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {{
 }}
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {{
-    if (!is_traced()) return 0;
+    if (!is_traced() && !spawned(args->old_pid, args->pid)) return 0;
     struct event *e = reserve_head();
     if (!e) {{ count_lost(); return 0; }}
     e->type = {EV_EXEC}; e->tgid = bpf_get_current_pid_tgid() >> 32; e->tid = args->pid;

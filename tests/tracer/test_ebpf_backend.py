@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shlex
@@ -405,6 +406,26 @@ def test_time_limit_and_unknown_program(ebpf: type, tmp_path: Path) -> None:
     with pytest.raises(TraceeStartError):
         list(ebpf(Options(["no-such-program-minicon"])).events())
     assert traced_left() == []
+
+
+def test_a_command_that_cannot_exec(ebpf: type, tmp_path: Path) -> None:
+    """Found and executable, but the kernel refuses its exec: a clear error, nothing left
+    armed in the kernel (the next command is traced as usual)."""
+    from tracer.ebpf_backend import _Loaded
+
+    garbage = tmp_path / "not an image"
+    garbage.write_bytes(b"\x01\x02 no format")
+    script = tmp_path / "script"
+    script.write_text("#!/nonexistent/interpreter\n")
+    for path, why in ((garbage, "Exec format error"), (script, "No such file or directory")):
+        path.chmod(0o755)
+        with pytest.raises(TraceeStartError, match=f"cannot be executed: {why}"):
+            list(ebpf(Options([str(path)])).events())
+        assert _Loaded._instance is not None
+        slot = _Loaded._instance.bpf[b"spawning"][ctypes.c_int(0)]
+        assert (slot.spawner, slot.child) == (0, 0)
+        assert traced_left() == []
+    assert ("open", b"/etc/hostname", 0) in events(ebpf(Options(["cat", "/etc/hostname"])))
 
 
 def traced_left() -> list[int]:
