@@ -127,6 +127,7 @@ class _Loaded:
 
     _lock = threading.Lock()
     _instance: _Loaded | None = None
+    batches = bpfsys.U64Batches()  # room to read the map of repeats at the end of a run
 
     def __init__(self, bcc: Any) -> None:
         self._fds: list[int] = []  # the BTF-typed probe's program and link, when there is one
@@ -347,8 +348,8 @@ class EbpfBackend:
     def _repeats(self, bpf: Any) -> Iterator[Event]:
         """The repeats still counted in the kernel when the run ends: in its map of repeated
         keys, and in the places of the last dirfd-relative calls (struct last)."""
-        for key, value in bpf[b"repeats"].items_lookup_and_delete_batch():
-            self._repeated(_int(key), _int(value))
+        for key, value in _Loaded.batches.pop_all(bpf[b"repeats"].map_fd):
+            self._repeated(key, value)
         lasts = bpf[b"lasts"]  # (a later run's calls never add to this run's counts)
         for kind in range(4):
             for place in lasts[ctypes.c_int(kind)]:
@@ -637,11 +638,6 @@ _FAST = {
     for call in TABLE
     if call.kind in (Kind.OPEN, Kind.STAT, Kind.LIST)
 }
-
-
-def _int(value: Any) -> int:
-    """A map key or value from bcc's batch calls: a ctypes scalar, or already an int."""
-    return int(getattr(value, "value", value))
 
 
 def available() -> str | None:

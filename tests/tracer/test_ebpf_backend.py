@@ -480,3 +480,25 @@ def test_unload_frees_the_program_and_the_next_run_loads_it(ebpf: type) -> None:
     assert bpf_handles() == 0  # programs, links and maps all closed: nothing left attached
     got = events(ebpf(Options(["cat", "/etc/hostname"])))
     assert ("open", b"/etc/hostname", 0) in got
+
+
+def test_a_map_emptied_in_batches(ebpf: type) -> None:
+    """The map of repeats is read and emptied a batch at a time, through as many as it takes,
+    each key with its own value."""
+    from tracer import bpfsys
+    from tracer.ebpf_backend import load_bcc
+
+    bpf = load_bcc().BPF(text=b"BPF_HASH(m, u64, u64, 20000);")
+    try:
+        table = bpf[b"m"]
+        n = 10007
+        keys, values = (ctypes.c_uint64 * n)(*range(1, n + 1)), (ctypes.c_uint64 * n)()
+        for i in range(n):
+            values[i] = (i + 1) * 3
+        table.items_update_batch(keys, values)
+        got = bpfsys.U64Batches(batch=1000).pop_all(table.map_fd)
+        assert sorted(got) == [(k, k * 3) for k in range(1, n + 1)]
+        assert len(table) == 0
+        assert bpfsys.U64Batches(batch=1000).pop_all(table.map_fd) == []
+    finally:
+        bpf.cleanup()
