@@ -190,6 +190,18 @@ def ebpf_loaded(argv: list[str]) -> dict[str, float]:
     return result
 
 
+def _commit() -> str:
+    """The commit measured (and whether the tree had changes), for the table's heading."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(HERE), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "an unknown commit"
+    return head + (" with changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def main() -> None:
     if shutil.which("strace") is None or shutil.which("taskset") is None:
         sys.exit("needs strace and taskset (apt-get install strace util-linux)")
@@ -241,7 +253,8 @@ def main() -> None:
     text = "\n".join(
         [
             f"### {datetime.date.today()} — trace overhead, median of {RUNS} "
-            "(ours: recording into a SQLite trace store, Python start-up included)",
+            "(ours: recording into a SQLite trace store, Python start-up included; "
+            f"at {_commit()})",
             "",
             "| workload | untraced s | strace s | strace pinned s | ours s (pinned, default) "
             "| ours unpinned s | ours, events in memory only s | eBPF, new process s "
