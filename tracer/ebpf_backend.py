@@ -47,6 +47,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import gc
 import mmap
 import os
 import signal
@@ -85,7 +86,16 @@ from .paths import Resolver, read_small, readlink
 from .proctable import ProcState
 from .ptrace_backend import CLEAN_ENV, Options
 from .ringbuf import RingBuffer
-from .syscalls import AT_EMPTY_PATH, AT_FDCWD, BY_NR, TABLE, Syscall
+from .syscalls import (
+    AT_EMPTY_PATH,
+    AT_FDCWD,
+    BY_NR,
+    O_DIRECTORY,
+    O_NOFOLLOW,
+    O_PATH,
+    TABLE,
+    Syscall,
+)
 
 _DIST = "/usr/lib/python3/dist-packages"  # where Debian's python3-bpfcc installs bcc
 _BATCH = 0.01  # records are read in batches this often (s); an exit record wakes the reader
@@ -403,6 +413,21 @@ class EbpfBackend:
     # -- one ring-buffer record ------------------------------------------------------------------
 
     def _consume(self, records: list[bytes]) -> int:
+        """One batch, with the garbage collector paused (no yield in between): one collection
+        after it instead of one every 700 allocations in it (an event, its tuples): collections
+        cost find's run 23 ms instead of 42."""
+        if not records:
+            return 0
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._consume_batch(records)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _consume_batch(self, records: list[bytes]) -> int:
         """One batch. The common records (an open, stat or listing whose path is absolute or
         relative to a descriptor the kernel traced to its open) take this loop; any other goes
         through :meth:`_on_record`. ``find /usr`` sends 64k of them: per record, the loop is
@@ -417,6 +442,7 @@ class EbpfBackend:
         )
         append, now = self._queue.append, time.monotonic() - self._t0  # one time a batch
         prefix, absolute, report = self._paths.prefix, self._paths.absolute, self._paths.report
+        known, directory = self._paths.known_directory, self._paths.directory
         for raw in records:
             kind, tgid, _, nr, ret, dirfd, flags, _, length, base, serial, agg, flush, times = (
                 unpack(raw)
@@ -438,6 +464,7 @@ class EbpfBackend:
                     if (tgid, dirfd, path) in listed:
                         continue  # the same directory read on: already recorded
                     listed.add((tgid, dirfd, path))
+                    path = directory(prefix, path)  # the real one, if it was opened by a link
             else:
                 name = raw[head : head + length - 1]
                 if name[:1] == b"/":
@@ -454,6 +481,11 @@ class EbpfBackend:
                 if resolved is None:
                     continue  # outside the traced root
                 path = resolved
+                if flags & _WALK == _REAL_DIR and ret >= 0 and ckind == Kind.OPEN:
+                    if not prefix:  # a tree walk's open: a real directory, a name in it next
+                        known(b"", found)
+                    elif found.startswith(prefix + b"/"):
+                        known(prefix, found[len(prefix) :])
             err = -ret if -4096 < ret < 0 else 0
             if not err and ckind == Kind.OPEN:
                 proc.fds[ret] = path
@@ -559,6 +591,7 @@ class EbpfBackend:
                 if (tgid, dirfd, path) in self._listed:
                     return  # the same directory read on: already recorded
                 self._listed.add((tgid, dirfd, path))
+                path = self._paths.directory(self._paths.prefix, path)  # (opened by a link?)
         else:
             resolved = self._resolve(proc, call, path_raw, dirfd, base, other, tgid)
             if resolved is None:
@@ -633,6 +666,9 @@ class EbpfBackend:
 
 
 # the calls :meth:`EbpfBackend._consume` takes itself: nr -> (kind, about an fd)
+# an open that succeeds with these flags (not O_PATH) is of a real directory, not a link to one
+_REAL_DIR = O_DIRECTORY | O_NOFOLLOW
+_WALK = _REAL_DIR | O_PATH
 _FAST = {
     call.nr: (call.kind, call.fd is not None)
     for call in TABLE

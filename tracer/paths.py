@@ -128,6 +128,12 @@ class Resolver:
             found = self._dirs[key] = self._resolve(proot, inner)
         return found
 
+    def known_directory(self, proot: bytes, inner: bytes) -> None:
+        """``inner`` is a real directory (the kernel opened it with O_DIRECTORY | O_NOFOLLOW,
+        its parent resolved): no lstat for it when a name in it is resolved (find opens 16k)."""
+        if len(self._dirs) < _MAX_CACHED:
+            self._dirs.setdefault((proot, inner), inner)
+
     def _resolve(self, proot: bytes, inner: bytes) -> bytes:
         if inner == b"/" or is_kernel_path(inner):
             return _lexical(inner)  # /proc/self is the tracee's, not ours: never follow here

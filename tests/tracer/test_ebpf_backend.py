@@ -502,3 +502,39 @@ def test_a_map_emptied_in_batches(ebpf: type) -> None:
         assert bpfsys.U64Batches(batch=1000).pop_all(table.map_fd) == []
     finally:
         bpf.cleanup()
+
+
+def walk_tree(top: Path) -> None:
+    """Directories in directories, one named with a space, a newline and a non-UTF-8 byte,
+    and a symlink to one (find does not follow it, and names below it are not its target's)."""
+    odd = top / os.fsdecode(b"a b\nc\xff")
+    (odd / "deeper/deepest").mkdir(parents=True)
+    (odd / "deeper/deepest/file").write_text("x")
+    (top / "plain/sub").mkdir(parents=True)
+    (top / "plain/sub/file").write_text("x")
+    (top / "link").symlink_to("plain")
+
+
+def test_tree_walks_agree(ebpf: type, tmp_path: Path) -> None:
+    """find opens each directory with O_DIRECTORY | O_NOFOLLOW, relative to its parent's
+    descriptor: the reader takes the kernel's word that it is a real directory."""
+    walk_tree(tmp_path / "t")
+    for argv in (["find", str(tmp_path / "t")], ["find", "-L", str(tmp_path / "t")]):
+        theirs = events(ebpf(Options(argv)))
+        assert theirs == events(PtraceBackend(Options(argv))), argv
+        deepest = os.fsencode(tmp_path / "t") + b"/a b\nc\xff/deeper/deepest"
+        assert ("list", deepest, 0) in theirs
+        assert ("list", os.fsencode(tmp_path / "t/plain/sub"), 0) in theirs
+
+
+@pytest.mark.e2e
+def test_tree_walk_in_a_root_agrees(ebpf: type) -> None:
+    """The same walk inside a Debian root (the paths the reader keeps are the root's)."""
+    root = build_debian_root(UC2)
+    argv = ["find", "/usr/share/doc", "/etc", "-name", "nothing"]
+    with Sandbox(root) as sandbox:
+        theirs = events(ebpf(Options(argv, seconds=20, chroot=sandbox.merged)))
+    with Sandbox(root) as sandbox:
+        ours = events(PtraceBackend(Options(argv, seconds=20, chroot=sandbox.merged)))
+    assert theirs == ours, sorted(theirs ^ ours)[:10]
+    assert ("list", b"/usr/share/doc/wget", 0) in theirs
