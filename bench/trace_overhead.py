@@ -191,7 +191,8 @@ def ebpf_loaded(argv: list[str]) -> dict[str, float]:
 
 
 def _commit() -> str:
-    """The commit measured (and whether the tree had changes), for the table's heading."""
+    """The commit measured (and whether the tree had changes other than earlier results), for
+    the table's heading."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -199,7 +200,11 @@ def _commit() -> str:
         ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "an unknown commit"
-    return head + (" with changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return head + (
+        " with changes"
+        if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/RESULTS.md")
+        else ""
+    )
 
 
 def main() -> None:
