@@ -137,7 +137,6 @@ class _Loaded:
 
     _lock = threading.Lock()
     _instance: _Loaded | None = None
-    batches = bpfsys.U64Batches()  # room to read the map of repeats at the end of a run
 
     def __init__(self, bcc: Any) -> None:
         self._fds: list[int] = []  # the BTF-typed probe's program and link, when there is one
@@ -151,6 +150,7 @@ class _Loaded:
             raise TracerUnavailableError(f"the kernel refused the eBPF program: {exc}") from None
         self.ring = RingBuffer(self.bpf[b"events"].map_fd, RING_PAGES * mmap.PAGESIZE)
         self._zeros: tuple[Any, Any] | None = None  # every key and a zero each, for release
+        self.batches = bpfsys.U64Batches()  # room to read the map of repeats at a run's end
         atexit.register(self._detach)  # before bcc's own clean-up (atexit runs newest first)
 
     def _attach_direct(self) -> bool:
@@ -331,7 +331,7 @@ class EbpfBackend:
             time.sleep(0.01)  # the killed tree's last records
             self._consume(ring.records())
             yield from self._drain()
-        yield from self._repeats(bpf)
+        yield from self._repeats(loaded)
         self.lost_events = int(bpf[b"lost"][ctypes.c_int(0)].value)  # and skipped runs: events()
         exit_code, sig = (status, None) if status >= 0 else (None, -status)
         root = self._processes[pid]
@@ -355,12 +355,12 @@ class EbpfBackend:
         if first is not None and first.kind != Kind.LIST:
             self._queue.append(Event(*first[:6], times))  # (NamedTuple._replace: 5x slower)
 
-    def _repeats(self, bpf: Any) -> Iterator[Event]:
+    def _repeats(self, loaded: _Loaded) -> Iterator[Event]:
         """The repeats still counted in the kernel when the run ends: in its map of repeated
         keys, and in the places of the last dirfd-relative calls (struct last)."""
-        for key, value in _Loaded.batches.pop_all(bpf[b"repeats"].map_fd):
+        for key, value in loaded.batches.pop_all(loaded.bpf[b"repeats"].map_fd):
             self._repeated(key, value)
-        lasts = bpf[b"lasts"]  # (a later run's calls never add to this run's counts)
+        lasts = loaded.bpf[b"lasts"]  # (a later run's calls never add to this run's counts)
         for kind in range(4):
             for place in lasts[ctypes.c_int(kind)]:
                 if place.run == self._run_id and place.count:
@@ -482,10 +482,7 @@ class EbpfBackend:
                     continue  # outside the traced root
                 path = resolved
                 if flags & _WALK == _REAL_DIR and ret >= 0 and ckind == Kind.OPEN:
-                    if not prefix:  # a tree walk's open: a real directory, a name in it next
-                        known(b"", found)
-                    elif found.startswith(prefix + b"/"):
-                        known(prefix, found[len(prefix) :])
+                    known(prefix, path)  # a tree walk's open: a real directory, a name in it next
             err = -ret if -4096 < ret < 0 else 0
             if not err and ckind == Kind.OPEN:
                 proc.fds[ret] = path
